@@ -1,0 +1,426 @@
+"""The public :class:`Client`: every endpoint of the API, paging, and waiting for jobs."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+
+from ssemble_async import _clock
+from ssemble_async._config import (
+    DEFAULT_BASE_URL,
+    PollPolicy,
+    QuotaPolicy,
+    RetryPolicy,
+    Timeouts,
+    poll_delay,
+)
+from ssemble_async._converter import (
+    is_hex24,
+    parse_created,
+    parse_page,
+    parse_shorts_request,
+    parse_status,
+    parse_templates,
+)
+from ssemble_async._errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidRequestIdError,
+    NotFoundError,
+    RequestFailedError,
+    WaitTimeoutError,
+)
+from ssemble_async._http import APISession, Secret
+from ssemble_async._models import (
+    CreatedRequest,
+    GameVideo,
+    MemeHook,
+    MusicTrack,
+    RequestState,
+    RequestStatus,
+    RequestSummary,
+    ShortsRequest,
+    Template,
+)
+from ssemble_async._ratelimit import RateLimit
+from ssemble_async._version import __version__
+
+__all__ = ["Client", "ProgressCallback", "validate_request_id"]
+
+logger = logging.getLogger("ssemble_async")
+
+T = TypeVar("T")
+
+#: Called with each status seen while waiting; may be a plain or an async function.
+ProgressCallback = Callable[[RequestStatus], Awaitable[None] | None]
+
+DEFAULT_WAIT_TIMEOUT = 3600.0
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_WINDOW = 1200.0
+MAX_CTA_CHARS = 200
+
+
+def validate_request_id(request_id: object) -> str:
+    """Return ``request_id`` if it is a 24-character hex string; raise otherwise.
+
+    Raises:
+        InvalidRequestIdError: before any request is sent.
+    """
+    if not isinstance(request_id, str) or not is_hex24(request_id):
+        shown = repr(request_id)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise InvalidRequestIdError(
+            f"invalid request id {shown}: a request id is 24 hexadecimal characters,"
+            " as returned by create_short (e.g. '665a1b2c3d4e5f6a7b8c9d0e')."
+        )
+    return request_id
+
+
+def _check_page_size(page_size: int) -> int:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgumentError(f"page_size must be 1-{MAX_PAGE_SIZE}, got {page_size}")
+    return page_size
+
+
+class Client:
+    """An asyncio client for the Ssemble AI-clipping API.
+
+    Use it as an async context manager; it closes what it opened on exit::
+
+        async with Client() as client:          # the key comes from SSEMBLE_API_KEY
+            request = await client.get_shorts("665a1b2c3d4e5f6a7b8c9d0e")
+
+    Args:
+        api_key: the API key (``sk_ssemble_...``); default: ``SSEMBLE_API_KEY``.
+        base_url: the API root; default: ``SSEMBLE_BASE_URL``, else the production API.
+            A trailing ``/`` is removed; ``http://`` is allowed for local servers.
+        session: an ``aiohttp.ClientSession`` to borrow (services share one); it is left open
+            on close. Without one the client makes and closes its own. The key is sent per
+            request, never set on the session.
+        retry: how failed calls are retried.
+        timeouts: time limits of each call.
+        quota: what to do when the hourly quota is spent.
+        poll: how :meth:`wait_for_completion` spaces its polls.
+        user_agent: the ``User-Agent`` header to send.
+
+    Raises:
+        ConfigurationError: no API key was given or found, or the base URL is not HTTP(S).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        quota: QuotaPolicy | None = None,
+        poll: PollPolicy | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("SSEMBLE_API_KEY", "")
+        key = key.strip()
+        if not key:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set SSEMBLE_API_KEY (keys start with"
+                " sk_ssemble_ and are made at https://app.ssemble.com/api-keys)."
+            )
+        root = (base_url or os.environ.get("SSEMBLE_BASE_URL") or DEFAULT_BASE_URL).strip()
+        if not root.startswith(("https://", "http://")):
+            raise ConfigurationError(f"base_url must start with https:// or http://, got {root!r}")
+        self.poll = poll or PollPolicy()
+        self._api = APISession(
+            api_key=Secret(key),
+            base_url=root.rstrip("/"),
+            session=session,
+            retry=retry or RetryPolicy(),
+            timeouts=timeouts or Timeouts(),
+            quota=quota or QuotaPolicy(),
+            user_agent=user_agent or f"ssemble-async/{__version__}",
+        )
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API root this client talks to."""
+        return self._api.base_url
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The quota as the server last reported it, or None before the first response."""
+        return self._api.rate_limit
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if the client made it (a borrowed one stays open)."""
+        await self._api.close()
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def get_shorts(self, request_id: str) -> ShortsRequest:
+        """Fetch a whole request: settings, transcript and clips (``GET /shorts/:id``).
+
+        While the job runs, ``status`` is not completed and ``shorts`` may be empty or partial.
+
+        Raises:
+            InvalidRequestIdError: ``request_id`` is malformed (nothing is sent).
+            NotFoundError: no such request on this account.
+        """
+        rid = validate_request_id(request_id)
+        response = await self._api.request("GET", f"/shorts/{rid}")
+        return parse_shorts_request(response.body, request_id=rid, status=response.status)
+
+    async def get_status(self, request_id: str) -> RequestStatus:
+        """Fetch the progress of a job (``GET /shorts/:id/status``), the cheap poll.
+
+        Raises:
+            InvalidRequestIdError: ``request_id`` is malformed (nothing is sent).
+            NotFoundError: no such request on this account.
+        """
+        rid = validate_request_id(request_id)
+        response = await self._api.request("GET", f"/shorts/{rid}/status")
+        return parse_status(response.body, request_id=rid, status=response.status)
+
+    async def create_short(
+        self,
+        *,
+        url: str | None = None,
+        file_url: str | None = None,
+        start: float,
+        end: float,
+        preferred_length: str | None = None,
+        language: str | None = None,
+        caption_language: str | None = None,
+        template_id: str | None = None,
+        no_clipping: bool | None = None,
+        hook_title: bool | None = None,
+        meme_hook: bool | None = None,
+        meme_hook_name: str | None = None,
+        game_video: bool | None = None,
+        game_video_name: str | None = None,
+        cta_enabled: bool | None = None,
+        cta_text: str | None = None,
+        music: bool | None = None,
+        music_name: str | None = None,
+        music_volume: float | None = None,
+        layout: str | None = None,
+        webhook_url: str | None = None,
+    ) -> CreatedRequest:
+        """Start a clipping job (``POST /shorts/create``); costs one credit.
+
+        Exactly one source is required: ``url`` (a YouTube watch URL) or ``file_url`` (a
+        public video file URL). ``end - start`` must be 1-1200 seconds. Only the options that
+        are set are sent. The call is retried only when the server certainly did not act on
+        it (connection refused, 429), so a credit is never spent twice by a retry.
+
+        Raises:
+            InvalidArgumentError: an argument breaks a rule of the API (nothing is sent).
+            BadRequestError: the server refused the parameters.
+            PermissionDeniedError: no subscription or no credits.
+        """
+        if (url is None) == (file_url is None):
+            raise InvalidArgumentError("give exactly one source: url=... or file_url=...")
+        if file_url is not None and not file_url.startswith(("http://", "https://")):
+            raise InvalidArgumentError(
+                f"file_url must start with http:// or https://, got {file_url!r}"
+            )
+        if start < 0:
+            raise InvalidArgumentError(f"start must be >= 0 seconds, got {start}")
+        if not 1 <= end - start <= MAX_WINDOW:
+            raise InvalidArgumentError(
+                f"end - start must be 1 to {MAX_WINDOW:g} seconds, got {end} - {start} ="
+                f" {end - start:g}"
+            )
+        if template_id is not None and not is_hex24(template_id):
+            raise InvalidArgumentError(
+                f"template_id must be 24 hexadecimal characters (see list_templates()),"
+                f" got {template_id!r}"
+            )
+        if music_volume is not None and not 0 <= music_volume <= 100:
+            raise InvalidArgumentError(f"music_volume must be 0-100, got {music_volume}")
+        if cta_enabled and not cta_text:
+            raise InvalidArgumentError("cta_text is required when cta_enabled is True")
+        if cta_text is not None and len(cta_text) > MAX_CTA_CHARS:
+            raise InvalidArgumentError(
+                f"cta_text must be at most {MAX_CTA_CHARS} characters, got {len(cta_text)}"
+            )
+        options: dict[str, Any] = {
+            "url": url,
+            "fileUrl": file_url,
+            "start": start,
+            "end": end,
+            "preferredLength": preferred_length,
+            "language": language,
+            "captionLanguage": caption_language,
+            "templateId": template_id,
+            "noClipping": no_clipping,
+            "hookTitle": hook_title,
+            "memeHook": meme_hook,
+            "memeHookName": meme_hook_name,
+            "gameVideo": game_video,
+            "gameVideoName": game_video_name,
+            "ctaEnabled": cta_enabled,
+            "ctaText": cta_text,
+            "music": music,
+            "musicName": music_name,
+            "musicVolume": music_volume,
+            "layout": layout,
+            "webhookUrl": webhook_url,
+        }
+        body = {key: value for key, value in options.items() if value is not None and value != ""}
+        response = await self._api.request("POST", "/shorts/create", body=body, idempotent=False)
+        return parse_created(response.body, status=response.status)
+
+    async def delete_request(self, request_id: str, *, missing_ok: bool = False) -> None:
+        """Delete a request and all its files (``DELETE /shorts/:id``); cancels a running job.
+
+        Credits are not refunded. Accepts both a 204 and a 200 answer.
+
+        Args:
+            request_id: the request to delete.
+            missing_ok: treat "not found" as success (an idempotent delete).
+
+        Raises:
+            InvalidRequestIdError: ``request_id`` is malformed (nothing is sent).
+            NotFoundError: no such request, unless ``missing_ok``.
+        """
+        rid = validate_request_id(request_id)
+        try:
+            await self._api.request("DELETE", f"/shorts/{rid}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def list_requests(
+        self,
+        status: RequestState | str | None = None,
+        *,
+        sort_by: Literal["createdAt", "updatedAt"] | None = None,
+        sort_order: Literal["asc", "desc"] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[RequestSummary]:
+        """Iterate over this account's requests (``GET /shorts``), page after page.
+
+        Args:
+            status: only requests in this state (``"completed"``, ``RequestState.FAILED``...).
+            sort_by: ``"createdAt"`` (the server's default) or ``"updatedAt"``.
+            sort_order: ``"desc"`` (newest first, the default) or ``"asc"``.
+            page_size: items per call, 1-100 (each page costs one call of the quota).
+        """
+        params = {
+            "status": None if status is None else str(status),
+            "sortBy": sort_by,
+            "sortOrder": sort_order,
+        }
+        return self._paginate("/shorts", RequestSummary, page_size, params)
+
+    # -- assets ---------------------------------------------------------------------------
+
+    async def list_templates(self) -> list[Template]:
+        """The caption templates (``GET /templates``, not paged), with the default marked."""
+        response = await self._api.request("GET", "/templates")
+        return parse_templates(response.body, status=response.status)
+
+    def list_music(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[MusicTrack]:
+        """Iterate over the background music tracks (``GET /music``), page after page."""
+        return self._paginate("/music", MusicTrack, page_size)
+
+    def list_game_videos(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[GameVideo]:
+        """Iterate over the gameplay overlay videos (``GET /game-videos``), page after page."""
+        return self._paginate("/game-videos", GameVideo, page_size)
+
+    def list_meme_hooks(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[MemeHook]:
+        """Iterate over the meme hook intro clips (``GET /meme-hooks``), page after page."""
+        return self._paginate("/meme-hooks", MemeHook, page_size)
+
+    async def _paginate(
+        self,
+        path: str,
+        item_type: type[T],
+        page_size: int,
+        params: dict[str, str | None] | None = None,
+    ) -> AsyncIterator[T]:
+        limit = _check_page_size(page_size)
+        fixed = {k: v for k, v in (params or {}).items() if v is not None}
+        page = 1
+        while True:
+            query = {**fixed, "page": str(page), "limit": str(limit)}
+            response = await self._api.request("GET", path, params=query)
+            result = parse_page(response.body, item_type, status=response.status)
+            for item in result.items:
+                yield item
+            total_pages = result.pagination.total_pages
+            if not result.items or len(result.items) < limit:
+                return
+            if total_pages is not None and page >= total_pages:
+                return
+            page += 1
+
+    # -- waiting --------------------------------------------------------------------------
+
+    async def wait_for_completion(
+        self,
+        request_id: str,
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        on_progress: ProgressCallback | None = None,
+        poll: PollPolicy | None = None,
+    ) -> ShortsRequest:
+        """Poll a job until it ends; return the whole request when it completed.
+
+        Polls ``GET /shorts/:id/status`` at a growing interval (10 s, then x1.5 up to 60 s by
+        default) that is stretched when the hourly quota would not last until its reset.
+
+        Args:
+            request_id: the job to wait for.
+            timeout: seconds to wait in all (default one hour; jobs take 5-30 minutes).
+            on_progress: called with every status seen (plain or async function).
+            poll: overrides the client's :class:`PollPolicy` for this call.
+
+        Raises:
+            RequestFailedError: the job ended ``failed`` or ``cancelled``.
+            WaitTimeoutError: ``timeout`` passed first; the job goes on on the server.
+        """
+        rid = validate_request_id(request_id)
+        policy = poll or self.poll
+        deadline = _clock.monotonic() + timeout
+        polls = 0
+        last: RequestStatus | None = None
+        while True:
+            last = await self.get_status(rid)
+            polls += 1
+            if on_progress is not None:
+                outcome = on_progress(last)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if last.status is RequestState.COMPLETED:
+                return await self.get_shorts(rid)
+            if last.status in (RequestState.FAILED, RequestState.CANCELLED):
+                raise RequestFailedError(rid, last.status_raw, last.failure_reason)
+            remaining = deadline - _clock.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(rid, timeout, last.status_raw)
+            delay = poll_delay(policy, polls - 1, self.rate_limit, _clock.utcnow())
+            logger.debug("request %s is %s; next poll in %.1f s", rid, last.status_raw, delay)
+            await _clock.sleep(min(delay, remaining))

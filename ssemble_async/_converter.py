@@ -1,0 +1,397 @@
+"""The one cattrs converter, and parsing of response bodies into models (pure, no I/O).
+
+Parsing is lenient where the API reference says the server varies (section 6): each model
+attribute lists the wire keys it may come under, unknown keys are ignored (or kept in
+``extra``), nulls mean "absent", numbers may come as int, float or numeric strings. A body
+that still does not fit raises :class:`ResponseValidationError` with a readable account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.errors import IterableValidationNote
+from cattrs.gen import make_dict_structure_fn
+
+from ssemble_async._errors import ResponseValidationError, snippet_of
+from ssemble_async._models import (
+    DEFAULT_TEMPLATE_ID,
+    DEFAULT_TEMPLATE_NAME,
+    CreatedRequest,
+    GameVideo,
+    MemeHook,
+    MusicTrack,
+    Pagination,
+    RequestState,
+    RequestStatus,
+    RequestSummary,
+    Sentence,
+    Short,
+    ShortsRequest,
+    Template,
+)
+from ssemble_async._ratelimit import parse_timestamp
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Page",
+    "converter",
+    "parse_created",
+    "parse_page",
+    "parse_shorts_request",
+    "parse_status",
+    "parse_templates",
+]
+
+T = TypeVar("T")
+
+#: API JSON bodies larger than this are refused instead of parsed (clips never go here).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# Wire keys per attribute, in order of preference, where they are not simply the camelCase
+# of the attribute name (which is always tried, after these).
+_ID_KEYS = ("requestId", "_id", "id")
+_ALIASES: dict[type[Any], dict[str, tuple[str, ...]]] = {
+    ShortsRequest: {"request_id": _ID_KEYS, "status_raw": ("status",)},
+    RequestStatus: {"request_id": _ID_KEYS, "status_raw": ("status",)},
+    CreatedRequest: {
+        "request_id": _ID_KEYS,
+        "status_raw": ("status",),
+        "estimated_time": ("estimatedTime", "estimatedCompletionTime"),
+    },
+    RequestSummary: {"request_id": _ID_KEYS, "status_raw": ("status",)},
+    Sentence: {"text": ("sentence", "text")},
+    Short: {
+        "viral_score": ("viral_score", "viralScore"),
+        "video_url": ("video_url", "videoUrl"),
+        "error_message": ("errorMessage", "error_message"),
+    },
+    Template: {"preview": ("preview", "previewUrl", "thumbnail")},
+    GameVideo: {"preview": ("preview", "previewUrl"), "video_duration": ("video_duration",)},
+    MemeHook: {"preview": ("preview", "previewUrl"), "video_duration": ("video_duration",)},
+    Pagination: {
+        "page": ("page", "currentPage"),
+        "limit": ("limit", "itemsPerPage"),
+        "total_count": ("totalCount", "totalItems", "total"),
+    },
+}
+
+
+@attrs.frozen(kw_only=True)
+class Page:
+    """One page of a paged list: its items and its paging info."""
+
+    items: tuple[Any, ...]
+    pagination: Pagination
+
+
+@attrs.frozen(kw_only=True)
+class _TemplateList:
+    templates: tuple[Template, ...] = ()
+    default_template_id: str | None = None
+    default_template_name: str | None = None
+
+
+def _fail(value: object, expected: str) -> TypeError:
+    shown = snippet_of(repr(value).encode(), 60)
+    return TypeError(f"expected {expected}, got {type(value).__name__} {shown}")
+
+
+def _to_str(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _fail(value, "a string")
+
+
+def _to_float(value: object, _: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise _fail(value, "a number") from None
+    else:
+        raise _fail(value, "a number")
+    if math.isnan(result):
+        raise _fail(value, "a number")
+    return result
+
+
+def _to_int(value: object, _: object) -> int:
+    number = _to_float(value, None)
+    if math.isinf(number) or number != int(number):
+        raise _fail(value, "an integer")
+    return int(number)
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+def _to_bool(value: object, _: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(value, "a boolean")
+
+
+def _to_datetime(value: object, _: object) -> dt.datetime:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        parsed = parse_timestamp(str(value))
+        if parsed is not None:
+            return parsed
+    raise _fail(value, "an ISO 8601 timestamp")
+
+
+def _to_state(value: object, _: object) -> RequestState:
+    return RequestState.from_wire(_to_str(value, None))
+
+
+def _is_tuple(type_: Any) -> bool:
+    return get_origin(type_) is tuple
+
+
+def _tuple_hook(type_: Any) -> Callable[[object, object], tuple[Any, ...]]:
+    (item_type, _ellipsis) = get_args(type_)
+
+    def structure(value: object, _: object) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _fail(value, "a list")
+        errors: list[Exception] = []
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(item if item_type is Any else converter.structure(item, item_type))
+            except Exception as exc:
+                note = IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
+                # what add_note() does, which Python 3.10 lacks
+                exc.__dict__["__notes__"] = [*getattr(exc, "__notes__", []), note]
+                errors.append(exc)
+        if errors:
+            raise cattrs.IterableValidationError("While structuring a list", errors, type_)
+        return tuple(items)
+
+    return structure
+
+
+def _mapping_hook(value: object, _: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(value, "an object")
+    return dict(value)
+
+
+def _is_model(type_: Any) -> bool:
+    return attrs.has(type_)
+
+
+def _model_hook(cls: type[T]) -> Callable[[object, object], T]:
+    fields = attrs.fields(cls)  # type: ignore[arg-type]  # only called for attrs classes
+    aliases = _ALIASES.get(cls, {})
+    keys_of: dict[str, tuple[str, ...]] = {}
+    for field in fields:
+        if field.name == "extra":
+            continue
+        preferred = aliases.get(field.name, ())
+        keys_of[field.name] = tuple(dict.fromkeys((*preferred, _camel(field.name), field.name)))
+    known = {key for keys in keys_of.values() for key in keys}
+    keeps_extra = any(field.name == "extra" for field in fields)
+    inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False)
+
+    def structure(value: object, _: object) -> T:
+        if not isinstance(value, Mapping):
+            raise _fail(value, f"an object for {cls.__name__}")
+        normalised: dict[str, Any] = {}
+        for name, keys in keys_of.items():
+            for key in keys:
+                if value.get(key) is not None:
+                    normalised[name] = value[key]
+                    break
+        if keeps_extra:
+            normalised["extra"] = {k: v for k, v in value.items() if k not in known}
+        return inner(normalised, cls)
+
+    return structure
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True)
+    conv.register_structure_hook(str, _to_str)
+    conv.register_structure_hook(float, _to_float)
+    conv.register_structure_hook(int, _to_int)
+    conv.register_structure_hook(bool, _to_bool)
+    conv.register_structure_hook(dt.datetime, _to_datetime)
+    conv.register_structure_hook(RequestState, _to_state)
+    conv.register_structure_hook_func(lambda t: t == Mapping[str, Any], _mapping_hook)
+    conv.register_structure_hook_func(lambda t: t is Any, lambda value, _: value)
+    conv.register_structure_hook_factory(_is_tuple, _tuple_hook)
+    conv.register_structure_hook_factory(_is_model, _model_hook)
+    return conv
+
+
+#: The single converter of the package, configured once at import.
+converter = _build_converter()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="$.data"))
+    return str(exc)
+
+
+def _load_data(body: bytes, what: str, status: int) -> Any:
+    if len(body) > MAX_BODY_BYTES:
+        raise ResponseValidationError(
+            f"{what}: the response body is {len(body)} bytes, over the {MAX_BODY_BYTES}-byte"
+            " cap for API responses; refusing to parse it.",
+            status=status,
+        )
+    if not body.strip():
+        raise ResponseValidationError(f"{what}: the response body is empty", status=status)
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseValidationError(
+            f"{what}: the response body is not JSON ({exc.__class__.__name__}): "
+            f"{snippet_of(body)!r}",
+            status=status,
+            snippet=snippet_of(body),
+        ) from None
+    if isinstance(parsed, Mapping) and isinstance(parsed.get("data"), Mapping):
+        return parsed["data"]
+    if isinstance(parsed, Mapping) and "data" not in parsed and "error" not in parsed:
+        return parsed  # some clients saw the payload unwrapped; accept it
+    raise ResponseValidationError(
+        f"{what}: expected a JSON object with a 'data' object, got {snippet_of(body)!r}",
+        status=status,
+        snippet=snippet_of(body),
+    )
+
+
+def _structure(data: Any, cls: type[T], what: str, status: int, body: bytes) -> T:
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, RecursionError) as exc:
+        raise ResponseValidationError(
+            f"{what}: the response does not match the expected shape: {_describe(exc)}",
+            status=status,
+            snippet=snippet_of(body),
+        ) from None
+
+
+def _with_id(data: Any, request_id: str | None) -> Any:
+    if (
+        request_id is not None
+        and isinstance(data, Mapping)
+        and all(data.get(key) is None for key in _ID_KEYS)
+    ):
+        return {**data, "_id": request_id}
+    return data
+
+
+def parse_shorts_request(
+    body: bytes, *, request_id: str | None = None, status: int = 200
+) -> ShortsRequest:
+    """Parse ``GET /shorts/:id``; ``request_id`` fills the id when the body has none."""
+    data = _with_id(_load_data(body, "GET /shorts/:id", status), request_id)
+    return _structure(data, ShortsRequest, "GET /shorts/:id", status, body)
+
+
+def parse_status(body: bytes, *, request_id: str | None = None, status: int = 200) -> RequestStatus:
+    """Parse ``GET /shorts/:id/status``; ``request_id`` fills the id when the body has none."""
+    data = _with_id(_load_data(body, "GET /shorts/:id/status", status), request_id)
+    return _structure(data, RequestStatus, "GET /shorts/:id/status", status, body)
+
+
+def parse_created(body: bytes, *, status: int = 201) -> CreatedRequest:
+    """Parse ``POST /shorts/create``."""
+    data = _load_data(body, "POST /shorts/create", status)
+    return _structure(data, CreatedRequest, "POST /shorts/create", status, body)
+
+
+def parse_templates(body: bytes, *, status: int = 200) -> list[Template]:
+    """Parse ``GET /templates``; works out which template is the default."""
+    what = "GET /templates"
+    data = _load_data(body, what, status)
+    listing = _structure(data, _TemplateList, what, status, body)
+    flags = _default_flags(data)
+    return [
+        attrs.evolve(template, is_default=_is_default(template, flag, listing))
+        for template, flag in zip(listing.templates, flags, strict=False)
+    ]
+
+
+def _is_default(template: Template, flag: bool | None, listing: _TemplateList) -> bool:
+    """``isDefault`` when sent, else the top-level default id or name, else the known one."""
+    if flag is not None:
+        return flag
+    name = (template.name or "").lower()
+    if listing.default_template_id is not None:
+        return template.template_id.lower() == listing.default_template_id.lower()
+    if listing.default_template_name is not None:
+        return name == listing.default_template_name.lower()
+    return template.template_id.lower() == DEFAULT_TEMPLATE_ID or name == DEFAULT_TEMPLATE_NAME
+
+
+def _default_flags(data: Mapping[str, Any]) -> list[bool | None]:
+    """The explicit ``isDefault`` of each template, None where not sent (data already valid)."""
+    items = data.get("templates") or []
+    return [
+        _to_bool(item["isDefault"], None) if item.get("isDefault") is not None else None
+        for item in items
+    ]
+
+
+_PAGE_KEYS: dict[type[Any], tuple[str, str]] = {
+    RequestSummary: ("requests", "GET /shorts"),
+    MusicTrack: ("music", "GET /music"),
+    GameVideo: ("gameVideos", "GET /game-videos"),
+    MemeHook: ("memeHooks", "GET /meme-hooks"),
+}
+
+
+def parse_page(body: bytes, item_type: type[T], *, status: int = 200) -> Page:
+    """Parse one page of a paged list of ``item_type`` items.
+
+    ``total_pages`` is derived from the total count and the limit when it is missing.
+    """
+    key, what = _PAGE_KEYS[item_type]
+    data = _load_data(body, what, status)
+    if not isinstance(data, Mapping):
+        raise ResponseValidationError(f"{what}: 'data' is not an object", status=status)
+    items = _structure(data.get(key, []), tuple[item_type, ...], what, status, body)  # type: ignore[valid-type]
+    raw_paging = data.get("pagination")
+    paging = (
+        Pagination()
+        if raw_paging is None
+        else _structure(raw_paging, Pagination, what, status, body)
+    )
+    if paging.total_pages is None and paging.total_count is not None and paging.limit:
+        paging = attrs.evolve(paging, total_pages=math.ceil(paging.total_count / paging.limit))
+    return Page(items=items, pagination=paging)
+
+
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+def is_hex24(value: str) -> bool:
+    """True when ``value`` is exactly 24 hexadecimal characters."""
+    return _HEX24.fullmatch(value) is not None

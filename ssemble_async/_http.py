@@ -1,0 +1,291 @@
+"""The API session: the one place that sends API requests.
+
+It holds the API key (and sends it only to the API host, never following redirects), applies
+the quota gate, retries by :class:`RetryPolicy`, parses the quota headers of every response
+and translates aiohttp's exceptions into ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+
+from ssemble_async import _clock
+from ssemble_async._config import QuotaPolicy, RetryPolicy, Timeouts, retry_delay
+from ssemble_async._converter import MAX_BODY_BYTES
+from ssemble_async._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    RateLimitError,
+    ResponseValidationError,
+    SsembleError,
+    error_from_response,
+)
+from ssemble_async._ratelimit import RateLimit, parse_rate_limit, parse_retry_after
+
+__all__ = ["APISession", "Response", "Secret"]
+
+logger = logging.getLogger("ssemble_async")
+
+REDACTED = "[REDACTED]"
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+class Secret:
+    """A string that never shows itself in a repr, a str or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one header that needs it."""
+        return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with every occurrence of the secret replaced."""
+        return text.replace(self._value, REDACTED) if self._value else text
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED})"
+
+    __str__ = __repr__
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """A complete API response (the body fully read)."""
+
+    status: int
+    body: bytes
+    content_type: str
+    rate_limit: RateLimit | None
+    retry_after: str | None
+
+
+def _retryable_status(status: int, idempotent: bool) -> bool:
+    if status == 429:
+        return True
+    return idempotent and (status in _RETRY_STATUSES or status >= 500)
+
+
+class APISession:
+    """Sends requests to the API with the key, retries and the quota gate."""
+
+    def __init__(
+        self,
+        *,
+        api_key: Secret,
+        base_url: str,
+        session: aiohttp.ClientSession | None,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+        quota: QuotaPolicy,
+        user_agent: str,
+    ) -> None:
+        self._key = api_key
+        self.base_url = base_url
+        self._session = session
+        self._owns_session = session is None
+        self.retry = retry
+        self.timeouts = timeouts
+        self.quota = quota
+        self._user_agent = user_agent
+        self.rate_limit: RateLimit | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._session = aiohttp.ClientSession(raise_for_status=False)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the aiohttp session when this object created it; a borrowed one stays open."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self, has_body: bool) -> dict[str, str]:
+        headers = {
+            "X-API-Key": self._key.reveal(),
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+        }
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def _quota_gate(self) -> None:
+        """Hold the call until the quota resets, or refuse it, when the server said 0 left."""
+        limit = self.rate_limit
+        if limit is None or not limit.exhausted:
+            return
+        wait = limit.seconds_until_reset(_clock.utcnow())
+        if wait is None or wait <= 0:
+            return  # unknown reset, or already passed: let the server decide
+        if self.quota.on_exhausted == "raise" or wait > self.quota.max_wait:
+            raise RateLimitError(
+                f"the hourly quota is spent ({limit.limit_hour or '?'} calls); it resets at"
+                f" {limit.reset:%Y-%m-%d %H:%M:%S} UTC, in {wait:.0f} s. The call was not sent.",
+                code="quota_exhausted",
+                rate_limit=limit,
+                retry_after=wait,
+                sent=False,
+            )
+        logger.warning("hourly quota spent; waiting %.0f s for its reset", wait)
+        await _clock.sleep(wait)
+        self.rate_limit = attrs.evolve(limit, remaining_hour=None)
+
+    def _count_call(self) -> None:
+        limit = self.rate_limit
+        if limit is not None and limit.remaining_hour is not None:
+            self.rate_limit = attrs.evolve(limit, remaining_hour=limit.remaining_hour - 1)
+
+    async def _read_body(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        length = response.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            raise ResponseValidationError(
+                f"{what}: the response announces {length} bytes, over the {MAX_BODY_BYTES}-byte"
+                " cap for API responses; refusing to read it.",
+                status=response.status,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ResponseValidationError(
+                    f"{what}: the response body passed the {MAX_BODY_BYTES}-byte cap for API"
+                    " responses; refusing to read more.",
+                    status=response.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _send_once(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: Any
+    ) -> Response:
+        what = f"{method} {path}"
+        url = self.base_url + path
+        try:
+            async with self._get_session().request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=self._headers(body is not None),
+                timeout=self.timeouts.to_aiohttp(),
+                allow_redirects=False,
+            ) as response:
+                payload = await self._read_body(response, what)
+                return Response(
+                    status=response.status,
+                    body=payload,
+                    content_type=response.content_type,
+                    rate_limit=parse_rate_limit(response.headers),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
+            raise APITimeoutError(
+                f"{what}: no answer from {self.base_url} within the timeouts"
+                f" (connect {self.timeouts.connect} s, read {self.timeouts.read} s)."
+                " Check the network, or raise Timeouts."
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise APIConnectionError(
+                f"{what}: cannot connect to {self.base_url} ({exc.os_error.strerror or exc})."
+                " Check the network and base_url.",
+                request_sent=False,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(
+                f"{what}: the connection to {self.base_url} failed"
+                f" ({exc.__class__.__name__}: {self._key.redact(str(exc)) or 'no detail'})."
+                " Check the network; the call may be retried."
+            ) from exc
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+    ) -> Response:
+        """Send one API call, with retries; return a 2xx response or raise.
+
+        ``idempotent=False`` (create) retries only when the server certainly did not act on
+        the call: the connection was refused, or it answered 429.
+        """
+        policy = self.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._quota_gate()
+            self._count_call()
+            started = _clock.monotonic()
+            try:
+                response = await self._send_once(method, path, params, body)
+            except APIConnectionError as exc:
+                # A call that never reached the server is safe to repeat, even a create.
+                retryable = idempotent or not exc.request_sent
+                error: SsembleError = exc
+                status, retry_after = None, None
+            else:
+                if response.rate_limit is not None:
+                    self.rate_limit = response.rate_limit
+                logger.debug(
+                    "%s %s -> %d in %.2f s (quota left this hour: %s)",
+                    method,
+                    path,
+                    response.status,
+                    _clock.monotonic() - started,
+                    "?" if self.rate_limit is None else self.rate_limit.remaining_hour,
+                )
+                if 200 <= response.status < 300:
+                    return response
+                error = self._error(response)
+                status = response.status
+                retryable = _retryable_status(status, idempotent)
+                retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            if not retryable or attempt >= policy.attempts:
+                raise error
+            delay = retry_delay(
+                policy,
+                attempt,
+                status=status,
+                retry_after=retry_after,
+                rate_limit=self.rate_limit,
+                now=_clock.utcnow(),
+            )
+            if delay > max(policy.max_wait, self.quota.max_wait) or (
+                status == 429 and self.quota.on_exhausted == "raise"
+            ):
+                raise error
+            logger.info(
+                "%s %s failed (%s); retry %d of %d in %.1f s",
+                method,
+                path,
+                status or error.__class__.__name__,
+                attempt,
+                policy.attempts - 1,
+                delay,
+            )
+            await _clock.sleep(delay)
+
+    def _error(self, response: Response) -> APIStatusError:
+        # The key is scrubbed from anything the server echoes back before it reaches a message.
+        body = response.body.replace(self._key.reveal().encode(), REDACTED.encode())
+        return error_from_response(
+            response.status,
+            body,
+            response.content_type,
+            response.rate_limit,
+            retry_after=parse_retry_after(response.retry_after, _clock.utcnow()),
+        )
