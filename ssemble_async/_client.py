@@ -333,7 +333,7 @@ class Client:
             "sortBy": sort_by,
             "sortOrder": sort_order,
         }
-        return self._paginate("/shorts", RequestSummary, page_size, params)
+        return self._paginate("/shorts", RequestSummary, _check_page_size(page_size), params)
 
     # -- assets ---------------------------------------------------------------------------
 
@@ -344,24 +344,23 @@ class Client:
 
     def list_music(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[MusicTrack]:
         """Iterate over the background music tracks (``GET /music``), page after page."""
-        return self._paginate("/music", MusicTrack, page_size)
+        return self._paginate("/music", MusicTrack, _check_page_size(page_size))
 
     def list_game_videos(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[GameVideo]:
         """Iterate over the gameplay overlay videos (``GET /game-videos``), page after page."""
-        return self._paginate("/game-videos", GameVideo, page_size)
+        return self._paginate("/game-videos", GameVideo, _check_page_size(page_size))
 
     def list_meme_hooks(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[MemeHook]:
         """Iterate over the meme hook intro clips (``GET /meme-hooks``), page after page."""
-        return self._paginate("/meme-hooks", MemeHook, page_size)
+        return self._paginate("/meme-hooks", MemeHook, _check_page_size(page_size))
 
     async def _paginate(
         self,
         path: str,
         item_type: type[T],
-        page_size: int,
+        limit: int,
         params: dict[str, str | None] | None = None,
     ) -> AsyncIterator[T]:
-        limit = _check_page_size(page_size)
         fixed = {k: v for k, v in (params or {}).items() if v is not None}
         page = 1
         while True:

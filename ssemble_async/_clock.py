@@ -51,14 +51,14 @@ class instant_waits:
             await client.wait_for_completion(request_id)
 
     The package's clock moves forward by each skipped wait, so ``timeout`` arguments still
-    expire as if the time had passed.
+    expire as if the time had passed; leaving the ``with`` block sets the clock back.
 
     Args:
         enabled: True to skip waits, False to wait for real again.
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        self._previous = _State.instant
+        self._previous = (_State.instant, _State.skipped)
         _State.instant = enabled
 
     def __enter__(self) -> instant_waits:
@@ -70,7 +70,7 @@ class instant_waits:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _State.instant = self._previous
+        _State.instant, _State.skipped = self._previous
 
     @staticmethod
     def active() -> bool:

@@ -207,7 +207,9 @@ def test_asset_variants() -> None:
     music = parse_page(payload("music.json"), MusicTrack)
     assert music.items == (
         MusicTrack(name="Night Drive", duration=142),
-        MusicTrack(name="Sunny Loop", duration=98.5, url="https://cf.ssemble.com/music/sunny_loop.mp3"),
+        MusicTrack(
+            name="Sunny Loop", duration=98.5, url="https://cf.ssemble.com/music/sunny_loop.mp3"
+        ),
     )
     games = parse_page(payload("game_videos_mcode.json"), GameVideo)
     assert games.items[0].video_duration == 612
@@ -250,8 +252,14 @@ def test_unwrapped_payload_is_accepted() -> None:
         (b'{"data": {"_id": "x", "status": {"a": 1}}}', "$.data.status"),
         (b'{"data": {"_id": "x", "status": "ok", "progress": true}}', "$.data.progress"),
         (b'{"data": {"_id": "x", "status": "ok", "createdAt": "yesterday"}}', "$.data.created_at"),
-        (b'{"data": {"_id": "x", "status": "ok", "shorts": [{"id": "a", "width": 10.5}]}}', "width"),
-        (b'{"data": {"_id": "x", "status": "ok", "shorts": [{"id": "a", "error": "maybe"}]}}', "error"),
+        (
+            b'{"data": {"_id": "x", "status": "ok", "shorts": [{"id": "a", "width": 10.5}]}}',
+            "width",
+        ),
+        (
+            b'{"data": {"_id": "x", "status": "ok", "shorts": [{"id": "a", "error": "maybe"}]}}',
+            "error",
+        ),
         (b'{"data": {"_id": "x", "status": "ok", "shorts": [7]}}', "$.data.shorts[0]"),
         (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
@@ -277,7 +285,13 @@ def test_lenient_scalars() -> None:
                 "progress": "99.5",
                 "start": 3,
                 "shorts": [
-                    {"id": "a", "recompiling": "false", "error": 0, "width": "720", "height": 1280.0}
+                    {
+                        "id": "a",
+                        "recompiling": "false",
+                        "error": 0,
+                        "width": "720",
+                        "height": 1280.0,
+                    }
                 ],
                 "createdAt": 1740906845,
                 "updatedAt": 1740906845000,
