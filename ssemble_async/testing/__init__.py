@@ -1,0 +1,47 @@
+"""A fake Ssemble API for tests, demos and local development.
+
+:class:`FakeSsembleAPI` serves the whole Ssemble API v1 from an ``aiohttp.web`` app on
+127.0.0.1 (a free port), plus a second server, the clip host, that serves the rendered clips
+as MP4 files. Point a client at :attr:`FakeSsembleAPI.base_url` with
+:attr:`FakeSsembleAPI.api_key`::
+
+    from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
+
+    async with FakeSsembleAPI() as fake:
+        request_id = fake.add_job(FakeJob(clips=[FakeClip(viral_score=91), FakeClip(error=True)]))
+        ...  # call fake.base_url with the header "X-API-Key: <fake.api_key>"
+
+Jobs are scripted: a :class:`FakeJob` walks through its steps one read (one
+``GET /shorts/:id/status`` or ``GET /shorts/:id``) at a time, or by wall-clock time, and
+ends ``completed``, ``failed`` or ``cancelled``. Clips can be error clips or recompiling
+ones whose URL changes. :class:`ApiFault` and :class:`ClipFault` inject proxy errors,
+slow answers, stalled or dropped downloads; :meth:`FakeSsembleAPI.set_quota` scripts the
+rate-limit headers and 429s. Every request either server received is recorded.
+
+With pytest, the ``fake_ssemble`` fixture (registered by this package's pytest plugin)
+yields a started :class:`FakeSsembleAPI` to ``anyio``-marked tests.
+"""
+
+from ._fake import FakeSsembleAPI
+from ._mp4 import make_mp4
+from ._scenario import (
+    ApiFault,
+    ClipFault,
+    ClipState,
+    FakeClip,
+    FakeJob,
+    JobState,
+    RecordedRequest,
+)
+
+__all__ = [
+    "ApiFault",
+    "ClipFault",
+    "ClipState",
+    "FakeClip",
+    "FakeJob",
+    "FakeSsembleAPI",
+    "JobState",
+    "RecordedRequest",
+    "make_mp4",
+]

@@ -1,0 +1,785 @@
+"""A fake Ssemble API v1 and clip host, served by aiohttp.web on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import string
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from types import TracebackType
+from typing import Any, Literal, TypeGuard, TypeVar
+from urllib.parse import quote, urlsplit
+
+import attrs
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._catalog import DEFAULT_TEMPLATE_ID, GAME_VIDEOS, MEME_HOOKS, MUSIC, TEMPLATES, template_slug
+from ._mp4 import make_mp4
+from ._scenario import (
+    ApiFault,
+    ClipFault,
+    ClipState,
+    FakeJob,
+    JobState,
+    RecordedRequest,
+    new_request_id,
+)
+
+__all__ = ["FakeSsembleAPI"]
+
+_PREFIX = "/api/v1"
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+_VIDEO_DURATION = 3600
+_CHUNK = 64 * 1024
+_BOOL_FIELDS = ("noClipping", "hookTitle", "memeHook", "gameVideo", "ctaEnabled", "music")
+_STR_FIELDS = (
+    *("url", "fileUrl", "language", "captionLanguage", "templateId", "memeHookName"),
+    *("gameVideoName", "ctaText", "musicName", "layout", "preferredLength", "webhookUrl"),
+)
+_ENUM_FIELDS = {
+    "preferredLength": (
+        *("under30sec", "under60sec", "under90sec"),
+        *("under3min", "under5min", "under10min"),
+    ),
+    "layout": ("auto", "fill", "fit", "square"),
+}
+_NOT_FOUND = "Request not found or does not belong to your account"
+_NO_SUCH_KEY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+    b"<Message>The specified key does not exist.</Message></Error>"
+)
+
+_FaultT = TypeVar("_FaultT", ApiFault, ClipFault)
+
+
+class _ApiError(Exception):
+    """An error the fake answers with the API's error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+    def response(self) -> web.Response:
+        error = {"code": self.code, "message": self.message, "details": self.details}
+        return web.json_response({"error": error}, status=self.status)
+
+
+def _invalid(message: str, field: str | None = None) -> _ApiError:
+    return _ApiError(400, "invalid_request", message, None if field is None else {"field": field})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime, timespec: str = "milliseconds") -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def _data(payload: Any, status: int = 200) -> web.Response:
+    return web.json_response({"data": payload}, status=status)
+
+
+def _raw(status: int, body: bytes, content_type: str, headers: Mapping[str, str]) -> web.Response:
+    return web.Response(status=status, body=body, headers={"Content-Type": content_type, **headers})
+
+
+def _record(request: web.BaseRequest, body: bytes = b"") -> RecordedRequest:
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    return RecordedRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        headers=CIMultiDictProxy(CIMultiDict(request.headers)),
+        json=parsed,
+    )
+
+
+def _take_fault(faults: list[_FaultT], hit: Callable[[_FaultT], bool]) -> _FaultT | None:
+    for index, fault in enumerate(faults):
+        if hit(fault):
+            if fault.times > 1:
+                faults[index] = attrs.evolve(fault, times=fault.times - 1)
+            else:
+                del faults[index]
+            return fault
+    return None
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_create(body: object) -> dict[str, Any]:
+    """Check a create body by the rules of the API reference, section 2.1."""
+    if not isinstance(body, dict):
+        raise _invalid("Request body must be a JSON object")
+    for fields, kind, name in ((_STR_FIELDS, str, "a string"), (_BOOL_FIELDS, bool, "a boolean")):
+        for field in fields:
+            if field in body and not isinstance(body[field], kind):
+                raise _invalid(f"{field} must be {name}", field)
+    if ("url" in body) == ("fileUrl" in body):
+        raise _invalid("Provide exactly one video source: url or fileUrl", "url")
+    if "url" in body:
+        url = body["url"]
+        host = urlsplit(url).hostname or ""
+        if host not in ("youtu.be", "youtube.com") and not host.endswith(".youtube.com"):
+            raise _ApiError(400, "invalid_youtube_url", "url must be a YouTube video URL")
+        if "/shorts/" in url:
+            raise _ApiError(400, "invalid_youtube_url", "YouTube Shorts URLs are not supported")
+    elif not body["fileUrl"].startswith(("http://", "https://")):
+        raise _invalid("fileUrl must start with http:// or https://", "fileUrl")
+    start, end = body.get("start"), body.get("end")
+    if not (_is_number(start) and _is_number(end)):
+        raise _invalid("start and end are required numbers (seconds)", "start")
+    if start < 0:
+        raise _invalid("start must be >= 0", "start")
+    if end <= start:
+        raise _invalid("end must be greater than start", "end")
+    if not 1 <= end - start <= 1200:
+        raise _invalid("The time range must be between 1 and 1200 seconds", "end")
+    template_id = body.get("templateId")
+    if template_id is not None and not _OBJECT_ID.fullmatch(template_id):
+        raise _invalid("templateId must be a 24-character hex string", "templateId")
+    if template_id is not None and template_slug(template_id) is None:
+        raise _invalid("templateId does not match any template", "templateId")
+    if body.get("ctaEnabled") and not body.get("ctaText"):
+        raise _invalid("ctaText is required when ctaEnabled is true", "ctaText")
+    if len(body.get("ctaText", "")) > 200:
+        raise _invalid("ctaText must be at most 200 characters", "ctaText")
+    volume = body.get("musicVolume", 10)
+    if not (_is_number(volume) and 0 <= volume <= 100):
+        raise _invalid("musicVolume must be a number from 0 to 100", "musicVolume")
+    for field, allowed in _ENUM_FIELDS.items():
+        if field in body and body[field] not in allowed:
+            raise _invalid(f"{field} must be one of: {', '.join(allowed)}", field)
+    return body
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    try:
+        page, limit = int(query.get("page", "1")), int(query.get("limit", "20"))
+    except ValueError:
+        raise _invalid("page and limit must be integers") from None
+    if page < 1 or not 1 <= limit <= 100:
+        raise _invalid("page must be >= 1 and limit between 1 and 100")
+    return page, limit
+
+
+def _choice(query: Mapping[str, str], name: str, allowed: Sequence[str]) -> str | None:
+    value = query.get(name)
+    if value is not None and value not in allowed:
+        raise _invalid(f"{name} must be one of: {', '.join(allowed)}", name)
+    return value
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Return the first and last byte of a single ``Range``, or None to serve it all."""
+    match = _RANGE.fullmatch((header or "").replace(" ", ""))
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first_text, last_text = match.groups()
+    if not first_text:
+        suffix = int(last_text)
+        first, last = max(0, size - suffix), size - 1
+        satisfiable = suffix > 0 and size > 0
+    else:
+        first = int(first_text)
+        if last_text and int(last_text) < first:
+            return None
+        last = min(int(last_text), size - 1) if last_text else size - 1
+        satisfiable = first < size
+    if not satisfiable:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return first, last
+
+
+async def _send(response: web.StreamResponse, data: memoryview) -> None:
+    for offset in range(0, len(data), _CHUNK):
+        await response.write(data[offset : offset + _CHUNK])
+
+
+class FakeSsembleAPI:
+    """A faithful fake of the Ssemble API v1 plus a clip host, both on 127.0.0.1.
+
+    Use it as an async context manager, or call :meth:`start` and :meth:`close`. Several
+    instances can run at once. Jobs are scripted with :class:`FakeJob` through
+    :meth:`add_job`, or made by ``POST /shorts/create`` from ``auto_job``. Every API request
+    is recorded in :attr:`api_requests` and every clip download in :attr:`clip_requests`.
+
+    Args:
+        api_key: The only key accepted; a random valid-looking key when None.
+        hourly_limit: ``X-RateLimit-Limit-Hour`` and the hourly quota.
+        daily_limit: ``X-RateLimit-Limit-Day`` and the daily quota.
+        pagination_style: ``"docs"`` sends ``{page, limit, totalPages, totalCount}``;
+            ``"plan"`` sends ``{currentPage, totalPages, totalItems, itemsPerPage}``.
+        delete_style: ``"200"`` answers DELETE with a JSON message, ``"204"`` with no body.
+        id_key_style: ``"_id"`` sends the docs' status and request shapes; ``"requestId"``
+            sends the M-plan shapes (``requestId``; status with ``message`` and
+            ``estimatedTimeRemaining``).
+        create_style: ``"mcode"`` answers create with ``creditsUsed``,
+            ``estimatedCompletionTime`` and ``timeAdjustment``; ``"plan"`` with ``message``
+            and ``estimatedTime``.
+        auto_job: Template for jobs made through the API (the source fields come from the
+            request body); the :class:`FakeJob` defaults when None.
+
+    Attributes:
+        api_key: The accepted API key.
+        jobs: Live job states by request ID.
+        api_requests: Every request the API received, in order.
+        clip_requests: Every request the clip host received, in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        hourly_limit: int = 100_000,
+        daily_limit: int = 1_000_000,
+        pagination_style: Literal["docs", "plan"] = "docs",
+        delete_style: Literal["200", "204"] = "200",
+        id_key_style: Literal["_id", "requestId"] = "_id",
+        create_style: Literal["mcode", "plan"] = "mcode",
+        auto_job: FakeJob | None = None,
+    ) -> None:
+        alphabet = string.ascii_letters + string.digits
+        self.api_key = api_key or "sk_ssemble_" + "".join(
+            secrets.choice(alphabet) for _ in range(32)
+        )
+        self.hourly_limit, self.daily_limit = hourly_limit, daily_limit
+        self.pagination_style, self.delete_style = pagination_style, delete_style
+        self.id_key_style, self.create_style = id_key_style, create_style
+        self.auto_job = auto_job
+        self.jobs: dict[str, JobState] = {}
+        self.api_requests: list[RecordedRequest] = []
+        self.clip_requests: list[RecordedRequest] = []
+        self._api_faults: list[ApiFault] = []
+        self._clip_faults: list[ClipFault] = []
+        self._clips_by_token: dict[str, ClipState] = {}
+        self._remaining_hour, self._remaining_day = hourly_limit, daily_limit
+        self._reset = self._next_hour()
+        self._last_created = datetime.min.replace(tzinfo=timezone.utc)
+        self._runners: list[web.AppRunner] = []
+        self._urls: tuple[str, str] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the API and the clip host on free loopback ports.
+
+        Raises:
+            RuntimeError: If the fake was already started.
+        """
+        if self._runners:
+            raise RuntimeError("FakeSsembleAPI is already started")
+        try:
+            api_root = await self._serve(self._api_app())
+            self._urls = (api_root + _PREFIX, await self._serve(self._clip_app()))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop both servers. Calling it again does nothing."""
+        self._urls = None
+        while self._runners:
+            await self._runners.pop().cleanup()
+
+    async def __aenter__(self) -> FakeSsembleAPI:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:8123/api/v1`` (no trailing slash)."""
+        return self._started_urls()[0]
+
+    @property
+    def clip_base_url(self) -> str:
+        """The clip host's root URL, e.g. ``http://127.0.0.1:8124``."""
+        return self._started_urls()[1]
+
+    # -- scripting -----------------------------------------------------------------------
+
+    def add_job(self, job: FakeJob) -> str:
+        """Add a scripted job and return its request ID.
+
+        Raises:
+            ValueError: If a job with that ID exists or two of its clips share an ID.
+        """
+        if job.request_id in self.jobs:
+            raise ValueError(f"a job with request ID {job.request_id} already exists")
+        if len({clip.clip_id for clip in job.clips}) != len(job.clips):
+            raise ValueError("the clips of a job must have distinct clip IDs")
+        now = self._last_created = max(_utcnow(), self._last_created + timedelta(milliseconds=1))
+        clips: dict[str, ClipState] = {}
+        for clip in job.clips:
+            content = clip.content
+            if content is None:
+                content = make_mp4(clip.size, seed=f"{job.request_id}/{clip.clip_id}")
+            state = ClipState(
+                clip=clip,
+                content=content,
+                etag=f'"{hashlib.sha256(content).hexdigest()[:32]}"',
+                recompiling_left=clip.recompiling_reads,
+            )
+            if not clip.error:
+                self._issue_url(state)
+            clips[clip.clip_id] = state
+        self.jobs[job.request_id] = JobState(job=job, clips=clips, created_at=now, updated_at=now)
+        return job.request_id
+
+    def inject_api_fault(self, fault: ApiFault) -> None:
+        """Answer the next ``fault.times`` matching API requests with ``fault``'s response."""
+        self._api_faults.append(fault)
+
+    def inject_clip_fault(self, fault: ClipFault) -> None:
+        """Disturb the next ``fault.times`` matching clip downloads as ``fault`` says."""
+        self._clip_faults.append(fault)
+
+    def set_quota(
+        self,
+        *,
+        remaining_hour: int | None = None,
+        remaining_day: int | None = None,
+        reset: datetime | None = None,
+    ) -> None:
+        """Set the rate-limit counters; None leaves a value as it is.
+
+        Args:
+            remaining_hour: Calls left this hour; at 0 every call gets 429.
+            remaining_day: Calls left today; at 0 every call gets 429.
+            reset: When the hourly window resets (naive means UTC). When it passes, the
+                hourly count is restored to ``hourly_limit``.
+        """
+        if remaining_hour is not None:
+            self._remaining_hour = remaining_hour
+        if remaining_day is not None:
+            self._remaining_day = remaining_day
+        if reset is not None:
+            self._reset = reset if reset.tzinfo else reset.replace(tzinfo=timezone.utc)
+
+    def clip_url(self, request_id: str, clip_id: str) -> str:
+        """Return the clip's current URL on the clip host (``""`` for an error clip)."""
+        return self._clip_url(self.jobs[request_id].clips[clip_id])
+
+    def clip_bytes(self, request_id: str, clip_id: str) -> bytes:
+        """Return the exact bytes the clip host serves for the clip."""
+        return self.jobs[request_id].clips[clip_id].content
+
+    def expire_clip_url(self, request_id: str, clip_id: str) -> str:
+        """Give the clip a new URL (the old one then answers 404) and return it."""
+        state = self.jobs[request_id].clips[clip_id]
+        if not state.clip.error:
+            self._issue_url(state)
+        return self._clip_url(state)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _started_urls(self) -> tuple[str, str]:
+        if self._urls is None:
+            raise RuntimeError("FakeSsembleAPI is not running; use `async with` or start()")
+        return self._urls
+
+    async def _serve(self, app: web.Application) -> str:
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    def _issue_url(self, state: ClipState) -> None:
+        self._clips_by_token.pop(state.token or "", None)
+        state.token = secrets.token_hex(10)
+        state.last_modified = format_datetime(_utcnow(), usegmt=True)
+        self._clips_by_token[state.token] = state
+
+    def _clip_url(self, state: ClipState) -> str:
+        if state.token is None:
+            return ""
+        return f"{self.clip_base_url}/{state.token}/{quote(state.clip.clip_id, safe='')}.mp4"
+
+    @staticmethod
+    def _next_hour() -> datetime:
+        return _utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+    def _rate_headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit-Hour": str(self.hourly_limit),
+            "X-RateLimit-Remaining-Hour": str(max(0, self._remaining_hour)),
+            "X-RateLimit-Limit-Day": str(self.daily_limit),
+            "X-RateLimit-Remaining-Day": str(max(0, self._remaining_day)),
+            "X-RateLimit-Reset": _iso(
+                self._reset, "milliseconds" if self._reset.microsecond else "seconds"
+            ),
+        }
+
+    def _authenticate(self, request: web.Request) -> None:
+        key = request.headers.get("X-API-Key")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if key is None and scheme.lower() == "bearer" and token.strip():
+            key = token.strip()
+        if key is None:
+            raise _ApiError(
+                401,
+                "missing_api_key",
+                "API key required: send it in the X-API-Key header or as a Bearer token",
+            )
+        if key != self.api_key:
+            raise _ApiError(
+                401, "invalid_api_key", "Invalid API key: wrong format, not found, or revoked"
+            )
+
+    def _spend_quota(self) -> None:
+        if _utcnow() >= self._reset:
+            self._remaining_hour, self._reset = self.hourly_limit, self._next_hour()
+        if self._remaining_hour <= 0 or self._remaining_day <= 0:
+            raise _ApiError(
+                429,
+                "rate_limit_exceeded",
+                f"Rate limit exceeded; the hourly window resets at {_iso(self._reset)}",
+            )
+        self._remaining_hour -= 1
+        self._remaining_day -= 1
+
+    @web.middleware
+    async def _api_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.api_requests.append(_record(request, await request.read()))
+        api_path = request.path.removeprefix(_PREFIX)
+        fault = _take_fault(self._api_faults, lambda f: f.matches(request.method, api_path))
+        if fault is not None:
+            await asyncio.sleep(fault.delay)
+            return _raw(fault.status, fault.body, fault.content_type, fault.headers)
+        response: web.StreamResponse
+        try:
+            self._authenticate(request)
+            self._spend_quota()
+            response = await handler(request)
+        except _ApiError as exc:
+            response = exc.response()
+        except web.HTTPException as exc:  # no such route or method
+            code = "resource_not_found" if exc.status == 404 else "invalid_request"
+            response = _ApiError(exc.status, code, exc.reason).response()
+        response.headers.update(self._rate_headers())
+        return response
+
+    # -- API -----------------------------------------------------------------------------
+
+    def _api_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._api_middleware])
+        add = app.router.add_route
+        add("POST", f"{_PREFIX}/shorts/create", self._create)
+        add("GET", f"{_PREFIX}/shorts", self._list_requests)
+        add("GET", f"{_PREFIX}/shorts/{{request_id}}/status", self._get_status)
+        add("GET", f"{_PREFIX}/shorts/{{request_id}}", self._get_shorts)
+        add("DELETE", f"{_PREFIX}/shorts/{{request_id}}", self._delete)
+        add("GET", f"{_PREFIX}/templates", self._templates)
+        for path, key, items in (
+            ("music", "music", MUSIC),
+            ("game-videos", "gameVideos", GAME_VIDEOS),
+            ("meme-hooks", "memeHooks", MEME_HOOKS),
+        ):
+            add("GET", f"{_PREFIX}/{path}", self._asset_handler(key, items))
+        return app
+
+    def _job_for(self, request: web.Request) -> JobState:
+        request_id = request.match_info["request_id"]
+        if not _OBJECT_ID.fullmatch(request_id):
+            raise _invalid("Invalid request ID format: expected a 24-character hex string")
+        state = self.jobs.get(request_id.lower())
+        if state is None:
+            raise _ApiError(404, "resource_not_found", _NOT_FOUND)
+        state.sync_clock(_utcnow())
+        return state
+
+    def _page(self, key: str, items: Sequence[Any], query: Mapping[str, str]) -> web.Response:
+        page, limit = _paging(query)
+        total, pages = len(items), -(-len(items) // limit)
+        pagination = (
+            {"page": page, "limit": limit, "totalPages": pages, "totalCount": total}
+            if self.pagination_style == "docs"
+            else {
+                "currentPage": page,
+                "totalPages": pages,
+                "totalItems": total,
+                "itemsPerPage": limit,
+            }
+        )
+        return _data(
+            {key: list(items[(page - 1) * limit : page * limit]), "pagination": pagination}
+        )
+
+    def _asset_handler(self, key: str, items: Sequence[dict[str, Any]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return self._page(key, items, request.query)
+
+        return handler
+
+    async def _templates(self, request: web.Request) -> web.Response:
+        return _data(
+            {
+                "templates": list(TEMPLATES),
+                "defaultTemplateId": DEFAULT_TEMPLATE_ID,
+                "defaultTemplateName": "karaoke",
+            }
+        )
+
+    async def _create(self, request: web.Request) -> web.Response:
+        try:
+            parsed = json.loads(await request.read())
+        except ValueError:
+            raise _invalid("Request body must be valid JSON") from None
+        body = _validate_create(parsed)
+        start, end = body["start"], body["end"]
+        adjustment = None
+        if end > _VIDEO_DURATION:
+            if _VIDEO_DURATION - start < 1:
+                raise _invalid("start is beyond the end of the video", "start")
+            adjustment = {
+                "message": "End time exceeded video length and was clamped",
+                "original": {"start": start, "end": end},
+                "adjusted": {"start": start, "end": _VIDEO_DURATION},
+                "videoDuration": _VIDEO_DURATION,
+            }
+            end = _VIDEO_DURATION
+        template = self.auto_job or FakeJob()
+        template_id = body.get("templateId")
+        job = attrs.evolve(
+            template,
+            request_id=new_request_id(),
+            url=body.get("url"),
+            file_url=body.get("fileUrl"),
+            start=start,
+            end=end,
+            language=body.get("language", template.language),
+            caption_language=body.get("captionLanguage", ""),
+            preferred_length=body.get("preferredLength", template.preferred_length),
+            template=template_slug(template_id or "") or template.template,
+        )
+        request_id = self.add_job(job)
+        self.jobs[request_id].create_body = body
+        if self.create_style == "plan":
+            data: dict[str, Any] = {
+                "requestId": request_id,
+                "status": "queued",
+                "message": "Request created successfully and queued for processing",
+                "estimatedTime": "5-10 minutes",
+            }
+        else:
+            data = {
+                "requestId": request_id,
+                "status": "queued",
+                "creditsUsed": 1,
+                "estimatedCompletionTime": "5-30 minutes",
+            }
+            if adjustment is not None:
+                data["timeAdjustment"] = adjustment
+        return _data(data, status=201)
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        state = self._job_for(request)
+        job = state.job
+        status, step, progress, message = state.view()
+        if self.id_key_style == "_id":
+            data: dict[str, Any] = {
+                "_id": job.request_id,
+                "status": status,
+                "step": step,
+                "stepMessage": message,
+                "progress": progress,
+                "userEmail": job.user_email,
+                "isDemo": job.is_demo,
+            }
+        else:
+            data = {
+                "requestId": job.request_id,
+                "status": status,
+                "progress": progress,
+                "message": message,
+                "estimatedTimeRemaining": None
+                if state.finished
+                else f"{max(1, (100 - progress) // 10)} minutes",
+            }
+        if state.status == "failed":
+            data["failureReason"] = job.failure_reason
+        state.count_read(_utcnow())
+        return _data(data)
+
+    async def _get_shorts(self, request: web.Request) -> web.Response:
+        state = self._job_for(request)
+        job = state.job
+        status, _, progress, _ = state.view()
+        completed = state.status == "completed"
+        data: dict[str, Any] = {
+            self.id_key_style: job.request_id,
+            "status": status,
+            "progress": progress,
+            "userEmail": job.user_email,
+            "url": job.url or "",
+            "start": job.start,
+            "end": job.end,
+            "title": job.title,
+            "language": job.language,
+            "template": job.template,
+            "captionLanguage": job.caption_language,
+            "heatmap": [],
+            "sentences": [
+                {"index": i, "sentence": text, "start": start, "end": end}
+                for i, (start, end, text) in enumerate(job.sentences if completed else ())
+            ],
+            "preferredLength": job.preferred_length,
+            "projectId": job.project_id,
+            "shorts": [self._read_clip(c) for c in state.clips.values()] if completed else [],
+            "createdAt": _iso(state.created_at),
+            "updatedAt": _iso(state.updated_at),
+        }
+        if job.file_url is not None:
+            data["fileUrl"] = job.file_url
+        if state.status == "failed":
+            data["failureReason"] = job.failure_reason
+        state.count_read(_utcnow())
+        return _data(data)
+
+    def _read_clip(self, state: ClipState) -> dict[str, Any]:
+        """Render a clip for one read of a completed job, moving its recompile along."""
+        if state.new_url_due:
+            self._issue_url(state)
+            state.new_url_due = False
+        recompiling = state.recompiling_left > 0
+        if recompiling:
+            state.recompiling_left -= 1
+            state.new_url_due = state.recompiling_left == 0
+        clip = state.clip
+        data: dict[str, Any] = {
+            "id": clip.clip_id,
+            "title": clip.title,
+            "sentenceIndexes": list(clip.sentence_indexes),
+            "reason": clip.reason,
+            "description": clip.description,
+            "viral_score": clip.viral_score,
+            "video_url": self._clip_url(state),
+            "startTimestamp": clip.start_timestamp,
+            "endTimestamp": clip.end_timestamp,
+            "duration": clip.duration,
+            "width": clip.width,
+            "height": clip.height,
+            "recompiling": recompiling,
+            "error": clip.error,
+        }
+        if not clip.omit_error_message:
+            data["errorMessage"] = clip.error_message
+        return data
+
+    async def _list_requests(self, request: web.Request) -> web.Response:
+        query = request.query
+        status = _choice(query, "status", _STATUSES)
+        sort_by = _choice(query, "sortBy", ("createdAt", "updatedAt")) or "createdAt"
+        order = _choice(query, "sortOrder", ("asc", "desc")) or "desc"
+        now = _utcnow()
+        for state in self.jobs.values():
+            state.sync_clock(now)
+        states = [s for s in self.jobs.values() if status in (None, s.status)]
+        states.sort(
+            key=lambda s: s.created_at if sort_by == "createdAt" else s.updated_at,
+            reverse=order == "desc",
+        )
+        return self._page("requests", [self._summary(s) for s in states], query)
+
+    @staticmethod
+    def _summary(state: JobState) -> dict[str, Any]:
+        job = state.job
+        status, _, progress, _ = state.view()
+        return {
+            "requestId": job.request_id,
+            "status": status,
+            "progress": progress,
+            "createdAt": _iso(state.created_at),
+            "updatedAt": _iso(state.updated_at),
+            **({"url": job.url} if job.url else {}),
+            "duration": job.end - job.start,
+        }
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        state = self._job_for(request)
+        del self.jobs[state.job.request_id]
+        for clip in state.clips.values():
+            self._clips_by_token.pop(clip.token or "", None)
+        if self.delete_style == "204":
+            return web.Response(status=204)
+        return _data({"message": "Request successfully deleted"})
+
+    # -- clip host -----------------------------------------------------------------------
+
+    def _clip_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self._serve_clip)
+        return app
+
+    async def _serve_clip(self, request: web.Request) -> web.StreamResponse:
+        self.clip_requests.append(_record(request))
+        token, _, name = request.match_info["path"].partition("/")
+        state = self._clips_by_token.get(token)
+        fault = _take_fault(
+            self._clip_faults,
+            lambda f: f.clip_id is None or (state is not None and state.clip.clip_id == f.clip_id),
+        )
+        if fault is not None and fault.status is not None:
+            return _raw(fault.status, fault.body, fault.content_type, fault.headers)
+        if state is None or not name.endswith(".mp4"):
+            return _raw(404, _NO_SUCH_KEY, "application/xml", {})
+        size = len(state.content)
+        headers = {
+            "Content-Type": "video/mp4",
+            "ETag": state.etag,
+            "Last-Modified": state.last_modified,
+            "Accept-Ranges": "bytes",
+        }
+        validator = request.headers.get("If-Range", state.etag)
+        use_range = validator in (state.etag, state.last_modified) and not (
+            fault and fault.ignore_range
+        )
+        wanted = _byte_range(request.headers.get("Range"), size) if use_range else None
+        first, last = wanted or (0, size - 1)
+        if wanted is not None:
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response = web.StreamResponse(status=200 if wanted is None else 206, headers=headers)
+        response.content_length = last - first + 1
+        await response.prepare(request)
+        body = memoryview(state.content if request.method == "GET" else b"")[first : last + 1]
+        cut = len(body)
+        if fault is not None and fault.truncate_at is not None:
+            cut = min(fault.truncate_at, cut)
+        pause = cut if fault is None or fault.stall_at is None else min(fault.stall_at, cut)
+        await _send(response, body[:pause])
+        if fault is not None:
+            await asyncio.sleep(fault.stall_seconds)
+        await _send(response, body[pause:cut])
+        if cut < len(body):
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response

@@ -1,0 +1,367 @@
+"""Scripted scenarios for the fake API: jobs, clips, faults, and what the fake records."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+from multidict import CIMultiDictProxy
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "ApiFault",
+    "ClipFault",
+    "ClipState",
+    "FakeClip",
+    "FakeJob",
+    "JobState",
+    "RecordedRequest",
+]
+
+Outcome = Literal["completed", "failed", "cancelled"]
+
+DEFAULT_STEPS: tuple[tuple[str, int, str], ...] = (
+    ("queued", 0, "Waiting in queue..."),
+    ("fetching_video", 15, "Downloading video..."),
+    ("transcribing_audio", 35, "Transcribing audio..."),
+    ("finding_highlights", 60, "Finding interesting segments..."),
+    ("finalizing", 90, "Rendering clips..."),
+)
+
+_OUTCOME_VIEWS: dict[str, tuple[str, int, str]] = {
+    "completed": ("completed", 100, "Your shorts are ready"),
+    "failed": ("failed", 0, "Processing failed"),
+    "cancelled": ("cancelled", 0, "Processing cancelled"),
+}
+
+
+def new_request_id() -> str:
+    """Return a fresh 24-hex request ID."""
+    return secrets.token_hex(12)
+
+
+def _request_id_or_new(value: str | None) -> str:
+    return new_request_id() if value is None else value
+
+
+def _clip_id_or_new(value: str | None) -> str:
+    return str(uuid.uuid4()) if value is None else value
+
+
+@attrs.frozen(kw_only=True)
+class FakeClip:
+    """One clip that a fake job renders.
+
+    Attributes:
+        clip_id: The clip's ``id``; a fresh UUID string when None.
+        title: AI-style title.
+        description: Social caption.
+        reason: Why the clip was chosen.
+        viral_score: Score sent as ``viral_score``.
+        start_timestamp: Start in the source video, in seconds.
+        end_timestamp: End in the source video, in seconds.
+        duration: Clip length in seconds.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        sentence_indexes: Indexes into the job's sentences.
+        size: Length in bytes of the generated MP4 the clip host serves.
+        content: Exact bytes to serve instead of a generated MP4.
+        error: Whether the clip failed to render; its ``video_url`` is then ``""`` and the
+            clip host has no file for it.
+        error_message: The clip's ``errorMessage``.
+        recompiling_reads: For this many ``GET /shorts/:id`` reads after the job completed,
+            the clip shows ``recompiling: true`` with its old URL; the next read shows
+            ``recompiling: false`` with a new URL, and the old URL answers 404 from then on.
+        omit_error_message: Leave the ``errorMessage`` key out instead of sending it.
+    """
+
+    clip_id: str = attrs.field(default=None, converter=_clip_id_or_new)
+    title: str = "The Most Viral Moment"
+    description: str = "An unexpected insight that challenges conventional wisdom. #mindset #viral"
+    reason: str = "High engagement potential due to an emotional hook and a surprise"
+    viral_score: float = 70
+    start_timestamp: float = 12.5
+    end_timestamp: float = 55.3
+    duration: float = 43
+    width: int = 1080
+    height: int = 1920
+    sentence_indexes: Sequence[int] = (0, 1)
+    size: int = 64 * 1024
+    content: bytes | None = None
+    error: bool = False
+    error_message: str | None = None
+    recompiling_reads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    omit_error_message: bool = False
+
+
+def _default_clips() -> tuple[FakeClip, ...]:
+    return (
+        FakeClip(viral_score=85),
+        FakeClip(
+            title="Key Takeaway That Changes Everything",
+            description="The three-step framework in under a minute. #tips #howto",
+            reason="Actionable advice with strong shareability",
+            viral_score=72,
+            start_timestamp=120.0,
+            end_timestamp=175.5,
+            duration=55,
+            sentence_indexes=(3, 4, 5),
+        ),
+        FakeClip(
+            title="Nobody Expected This Ending",
+            description="Wait for the last ten seconds. #story #plot",
+            reason="Clear setup and payoff inside forty seconds",
+            viral_score=64,
+            start_timestamp=301.2,
+            end_timestamp=337.82,
+            duration=36.62,
+            sentence_indexes=(8, 9, 10),
+        ),
+    )
+
+
+def _default_sentences() -> tuple[tuple[float, float, str], ...]:
+    return tuple(
+        (round(12.5 + 4.4 * i, 2), round(16.9 + 4.4 * i, 2), f"This is transcribed sentence {i}.")
+        for i in range(12)
+    )
+
+
+@attrs.frozen(kw_only=True)
+class FakeJob:
+    """A scripted clipping job: how it progresses, how it ends and what it renders.
+
+    The job walks through ``steps`` and then reaches ``outcome``. By default every
+    ``GET /shorts/:id/status`` or ``GET /shorts/:id`` of the job is one read, and the job
+    advances after ``reads_per_step`` reads on a step; with ``seconds_per_step`` it advances
+    by wall-clock time instead.
+
+    Attributes:
+        request_id: Lowercase 24-hex ID; a fresh one when None.
+        steps: ``(step, progress, stepMessage)`` of the processing phase. A step named
+            ``queued`` has status ``queued``; the others have status ``processing``.
+        outcome: The terminal status.
+        failure_reason: ``failureReason`` of a failed job.
+        reads_per_step: Reads served on each step before it advances.
+        seconds_per_step: Seconds spent on each step; when set, reads do not advance.
+        clips: Clips shown once the job completed.
+        url: Source YouTube URL (None for a ``fileUrl`` job).
+        file_url: Source file URL.
+        start: Start of the processed window in seconds.
+        end: End of the processed window in seconds.
+        title: Title of the source video.
+        language: Transcription language.
+        caption_language: Caption language, ``""`` when it equals ``language``.
+        template: Name of the caption template.
+        preferred_length: Preferred clip length setting.
+        user_email: Owner's email.
+        is_demo: Sent as ``isDemo`` by the status endpoint.
+        project_id: Sent as ``projectId``.
+        sentences: ``(start, end, text)`` of the transcript shown once completed.
+        status_word_completed: Status word of a completed job, e.g. ``TASK_COMPLETE``.
+    """
+
+    request_id: str = attrs.field(
+        default=None,
+        converter=_request_id_or_new,
+        validator=attrs.validators.matches_re(r"[0-9a-f]{24}"),
+    )
+    steps: Sequence[tuple[str, int, str]] = DEFAULT_STEPS
+    outcome: Outcome = "completed"
+    failure_reason: str = "Source file could not be downloaded (HTTP 403)"
+    reads_per_step: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    seconds_per_step: float | None = None
+    clips: Sequence[FakeClip] = attrs.field(factory=_default_clips)
+    url: str | None = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+    file_url: str | None = None
+    start: float = 0
+    end: float = 600
+    title: str = "My Video Title"
+    language: str = "en"
+    caption_language: str = ""
+    template: str = "karaoke"
+    preferred_length: str = "under60sec"
+    user_email: str = "user@example.com"
+    is_demo: bool = False
+    project_id: str | None = None
+    sentences: Sequence[tuple[float, float, str]] = attrs.field(factory=_default_sentences)
+    status_word_completed: str = "completed"
+
+
+@attrs.frozen(kw_only=True)
+class ApiFault:
+    """A raw response the fake API sends instead of acting on matching requests.
+
+    Faulted requests are recorded but neither authenticated, counted against the quota nor
+    acted on. The response carries only ``headers`` and the content type, no rate-limit
+    headers (as from a proxy in front of the API).
+
+    Attributes:
+        status: HTTP status.
+        body: Raw body bytes.
+        content_type: ``Content-Type`` of the body.
+        headers: Extra headers, e.g. ``Retry-After``.
+        times: How many matching requests get the fault.
+        path_prefix: Match only paths starting with this, relative to ``/api/v1``
+            (e.g. ``"/shorts"``); None matches every path.
+        method: Match only this HTTP method; None matches every method.
+        delay: Seconds to wait before answering (for client timeouts).
+    """
+
+    status: int = 502
+    body: bytes = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    content_type: str = "text/html"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    times: int = 1
+    path_prefix: str | None = None
+    method: str | None = None
+    delay: float = 0.0
+
+    def matches(self, method: str, api_path: str) -> bool:
+        """Return whether a request with this method and path relative to the base is hit."""
+        return (self.method is None or self.method.upper() == method) and (
+            self.path_prefix is None or api_path.startswith(self.path_prefix)
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ClipFault:
+    """A misbehaviour of the clip host for the next matching clip downloads.
+
+    With ``status`` set, the raw response replaces the clip. Otherwise the clip is served
+    with its real headers but the body is disturbed as described.
+
+    Attributes:
+        times: How many matching downloads get the fault.
+        clip_id: Match only this clip; None matches every clip.
+        status: HTTP status of a raw response sent instead of the clip.
+        body: Body of that raw response.
+        content_type: Content type of that raw response.
+        headers: Extra headers of that raw response, e.g. ``Location``.
+        ignore_range: Serve the whole file with 200 whatever ``Range`` says.
+        stall_at: Body bytes sent before a pause of ``stall_seconds``.
+        stall_seconds: Length of that pause.
+        truncate_at: Body bytes sent before the connection is dropped.
+    """
+
+    times: int = 1
+    clip_id: str | None = None
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "text/html"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    ignore_range: bool = False
+    stall_at: int | None = None
+    stall_seconds: float = 0.0
+    truncate_at: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RecordedRequest:
+    """A request as the fake received it.
+
+    Attributes:
+        method: HTTP method.
+        path: URL path as received, e.g. ``/api/v1/shorts``.
+        query: Query parameters (the first value of a repeated one).
+        headers: Case-insensitive copy of all request headers.
+        json: The parsed JSON body, or None when the body is empty or not JSON.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: CIMultiDictProxy[str]
+    json: Any = None
+
+
+@attrs.define(kw_only=True, eq=False)
+class ClipState:
+    """Live state of one clip on the fake server.
+
+    Attributes:
+        clip: The scripted clip.
+        content: Bytes the clip host serves for it.
+        etag: Strong, quoted ETag of ``content``.
+        recompiling_left: Reads left that show ``recompiling: true``.
+        token: Path token of the clip's current URL; None for an error clip.
+        last_modified: HTTP date of the current URL's file.
+        new_url_due: Whether the next read issues a new URL.
+    """
+
+    clip: FakeClip
+    content: bytes
+    etag: str
+    recompiling_left: int
+    token: str | None = None
+    last_modified: str = ""
+    new_url_due: bool = False
+
+
+@attrs.define(kw_only=True, eq=False)
+class JobState:
+    """Live state of one job on the fake server.
+
+    Attributes:
+        job: The scripted job.
+        clips: Clip states by clip ID, in the job's order.
+        created_at: Creation time (UTC).
+        updated_at: Time of the last step change (UTC).
+        create_body: The ``POST /shorts/create`` body when the job was created through
+            the API, else None.
+        phase: Index into ``job.steps``; ``len(job.steps)`` once the outcome is reached.
+        reads_on_phase: Reads served on the current phase.
+    """
+
+    job: FakeJob
+    clips: dict[str, ClipState]
+    created_at: datetime
+    updated_at: datetime
+    create_body: dict[str, Any] | None = None
+    phase: int = 0
+    reads_on_phase: int = 0
+    _started: float = attrs.field(init=False, factory=time.monotonic)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached its outcome."""
+        return self.phase >= len(self.job.steps)
+
+    @property
+    def status(self) -> str:
+        """The canonical status: queued, processing, completed, failed or cancelled."""
+        if self.finished:
+            return self.job.outcome
+        return "queued" if self.job.steps[self.phase][0] == "queued" else "processing"
+
+    def view(self) -> tuple[str, str, int, str]:
+        """Return ``(status, step, progress, stepMessage)`` as sent on the wire."""
+        if not self.finished:
+            step, progress, message = self.job.steps[self.phase]
+            return self.status, step, progress, message
+        step, progress, message = _OUTCOME_VIEWS[self.job.outcome]
+        word = self.job.status_word_completed if step == "completed" else step
+        return word, step, progress, message
+
+    def sync_clock(self, now: datetime) -> None:
+        """Advance a time-driven job to where the clock says it is."""
+        if self.job.seconds_per_step is not None:
+            elapsed = time.monotonic() - self._started
+            self._move_to(min(int(elapsed / self.job.seconds_per_step), len(self.job.steps)), now)
+
+    def count_read(self, now: datetime) -> None:
+        """Count one read of a read-driven job and advance it when the step is used up."""
+        if self.job.seconds_per_step is not None or self.finished:
+            return
+        self.reads_on_phase += 1
+        if self.reads_on_phase >= self.job.reads_per_step:
+            self._move_to(self.phase + 1, now)
+
+    def _move_to(self, phase: int, now: datetime) -> None:
+        if phase != self.phase:
+            self.phase, self.reads_on_phase, self.updated_at = phase, 0, now
