@@ -23,7 +23,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package and on a typed use of the public API."""
-    session.install("-e", ".", "mypy>=1.10", "types-aiofiles", *TEST_DEPS)
+    session.install("-e", ".", "mypy==2.4.1", "types-aiofiles", *TEST_DEPS)
     session.run("mypy", "--strict", "ssemble_async", "tests/typing")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -28,6 +29,7 @@ from ssemble_async._converter import (
     parse_status,
     parse_templates,
 )
+from ssemble_async._download_models import DownloadReport
 from ssemble_async._errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -48,6 +50,13 @@ from ssemble_async._models import (
     ShortsRequest,
     Template,
 )
+from ssemble_async._pipeline import (
+    DownloadOptions,
+    DownloadStream,
+    RequestRef,
+    run_pipeline,
+    unique_requests,
+)
 from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
 
@@ -61,6 +70,7 @@ T = TypeVar("T")
 ProgressCallback = Callable[[RequestStatus], Awaitable[None] | None]
 
 DEFAULT_WAIT_TIMEOUT = 3600.0
+DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_WINDOW = 1200.0
@@ -423,3 +433,150 @@ class Client:
             delay = poll_delay(policy, polls - 1, self.rate_limit, _clock.utcnow())
             logger.debug("request %s is %s; next poll in %.1f s", rid, last.status_raw, delay)
             await _clock.sleep(min(delay, remaining))
+
+    # -- downloads ------------------------------------------------------------------------
+
+    def stream_downloads(
+        self,
+        requests: Iterable[RequestRef],
+        dest: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        idle_timeout: float = 30.0,
+        recompile_wait: float = 600.0,
+        overwrite: bool = False,
+        wait: bool = False,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> AbstractAsyncContextManager[DownloadStream]:
+        """Download the clips of several requests; yield each outcome as it finishes.
+
+        For services: use it as an async context manager around an async iterator, and read
+        ``statistics()`` for progress. Leaving the block stops every transfer still running
+        (their ``.part`` files stay for the next run to resume)::
+
+            async with client.stream_downloads(ids, "clips/") as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.clip_id, outcome.state)
+
+        Takes the same arguments as :meth:`download_many`.
+        """
+        options = DownloadOptions(
+            concurrency=concurrency,
+            chunk_size=chunk_size,
+            idle_timeout=idle_timeout,
+            recompile_wait=recompile_wait,
+            overwrite=overwrite,
+            wait=wait,
+            wait_timeout=wait_timeout,
+        )
+        refs = unique_requests(requests)
+        for ref in refs:
+            if isinstance(ref, str):
+                validate_request_id(ref)
+            elif not isinstance(ref, ShortsRequest):
+                raise InvalidArgumentError(
+                    f"expected request ids or ShortsRequest objects, got {type(ref).__name__}"
+                )
+        return run_pipeline(
+            self,
+            refs,
+            dest,
+            options,
+            retry=self._api.retry,
+            user_agent=self._api.user_agent,
+        )
+
+    async def download_many(
+        self,
+        requests: Iterable[RequestRef],
+        dest: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        idle_timeout: float = 30.0,
+        recompile_wait: float = 600.0,
+        overwrite: bool = False,
+        wait: bool = False,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> DownloadReport:
+        """Download every clip of several requests into ``dest/<request_id>/<clip_id>.mp4``.
+
+        One concurrency bound is shared by all clips of all requests. Each clip is streamed
+        to a ``.part`` file, verified (byte count, MP4 signature), fsynced and renamed into
+        place, with a metadata sidecar (``<clip_id>.mp4.json``) and a manifest per request
+        (``manifest.json``) that lets a second run skip complete files.
+
+        Args:
+            requests: request ids or :class:`ShortsRequest` objects (duplicates are ignored).
+            dest: the destination folder (created when missing).
+            concurrency: transfers at once, for all requests together.
+            chunk_size: bytes written per write (also the read buffer), at least 64 KiB.
+            idle_timeout: seconds without a byte before a transfer is retried (resumed).
+            recompile_wait: seconds a ``recompiling`` clip may take before it is reported
+                ``not_ready``; the request is re-read once per round (30 s, doubling to 120 s).
+            overwrite: download again even when a complete copy is on disk.
+            wait: wait for requests that are not completed yet (quota-aware polling).
+            wait_timeout: with ``wait``, how long to wait for each request.
+
+        Returns:
+            A :class:`DownloadReport` with one :class:`ClipOutcome` per clip; requests that
+            could not be read (not found, failed on the server) are in ``request_errors``.
+
+        Raises:
+            InvalidRequestIdError: an id is malformed (nothing is sent).
+            RequestNotReadyError: a request is not completed and ``wait`` is False (raised
+                before anything is downloaded).
+        """
+        async with self.stream_downloads(
+            requests,
+            dest,
+            concurrency=concurrency,
+            chunk_size=chunk_size,
+            idle_timeout=idle_timeout,
+            recompile_wait=recompile_wait,
+            overwrite=overwrite,
+            wait=wait,
+            wait_timeout=wait_timeout,
+        ) as stream:
+            async for _ in stream:
+                pass
+        return stream.report()
+
+    async def download_shorts(
+        self,
+        request: RequestRef,
+        dest: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        idle_timeout: float = 30.0,
+        recompile_wait: float = 600.0,
+        overwrite: bool = False,
+        wait: bool = False,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> DownloadReport:
+        """Download every clip of one request (an id or a :class:`ShortsRequest`).
+
+        Takes the arguments of :meth:`download_many`.
+
+        Raises:
+            InvalidRequestIdError: the id is malformed (nothing is sent).
+            RequestNotReadyError: the request is not completed and ``wait`` is False.
+            RequestFailedError: the request failed or was cancelled on the server.
+            NotFoundError: no such request.
+        """
+        report = await self.download_many(
+            [request],
+            dest,
+            concurrency=concurrency,
+            chunk_size=chunk_size,
+            idle_timeout=idle_timeout,
+            recompile_wait=recompile_wait,
+            overwrite=overwrite,
+            wait=wait,
+            wait_timeout=wait_timeout,
+        )
+        for error in report.request_errors.values():
+            raise error
+        return report

@@ -96,7 +96,7 @@ class APISession:
         self.retry = retry
         self.timeouts = timeouts
         self.quota = quota
-        self._user_agent = user_agent
+        self.user_agent = user_agent
         self.rate_limit: RateLimit | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -114,7 +114,7 @@ class APISession:
         headers = {
             "X-API-Key": self._key.reveal(),
             "Accept": "application/json",
-            "User-Agent": self._user_agent,
+            "User-Agent": self.user_agent,
         }
         if has_body:
             headers["Content-Type"] = "application/json"

@@ -165,6 +165,7 @@ class ShortsRequest:
         shorts: the generated clips (empty or partial while the job runs).
         created_at: creation time, when sent.
         updated_at: last update, when sent.
+        failure_reason: why the job failed, when it failed and the server said.
         extra: every field of the response this SDK does not model, kept as sent.
     """
 
@@ -188,6 +189,7 @@ class ShortsRequest:
     shorts: tuple[Short, ...] = ()
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    failure_reason: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property

@@ -1,0 +1,121 @@
+"""Download planning (pure, no I/O): safe names, response checks, manifest decisions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ContentRange",
+    "clip_file_names",
+    "is_clip_content_type",
+    "looks_like_mp4",
+    "manifest_entry_matches",
+    "parse_content_range",
+    "safe_name",
+]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_STEM = 80
+_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+}
+CLIP_CONTENT_TYPES = ("application/octet-stream", "binary/octet-stream")
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+
+def safe_name(value: str) -> str:
+    """A file-name stem for an id: the id itself when it is safe, else a marked safe form.
+
+    Safe means ASCII letters, digits, ``.``, ``_`` and ``-`` only, not starting with a dot,
+    at most 80 characters and not a reserved device name. Anything else is replaced and a
+    hash of the original id is appended, so two different ids never share a stem and the
+    result is itself safe (``safe_name(safe_name(x)) == safe_name(x)``).
+    """
+    cleaned = _UNSAFE.sub("_", value).lstrip(".")[:_MAX_STEM]
+    if cleaned == value and value and value.split(".", maxsplit=1)[0].upper() not in _RESERVED:
+        return value
+    return f"{cleaned or '_'}-{_digest(value)}"
+
+
+def clip_file_names(clip_ids: Iterable[str]) -> dict[str, str]:
+    """Map each clip id of one request to a distinct ``<stem>.mp4`` file name.
+
+    Stems differ even on case-insensitive file systems: a clash of two stems that differ
+    only in case is settled by appending the id's hash to the later one.
+    """
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for clip_id in clip_ids:
+        if clip_id in names:
+            continue
+        stem = safe_name(clip_id)
+        if stem.casefold() in taken:
+            stem = f"{stem}-{_digest(clip_id)}"
+        taken.add(stem.casefold())
+        names[clip_id] = f"{stem}.mp4"
+    return names
+
+
+def is_clip_content_type(content_type: str | None) -> bool:
+    """True for ``video/*``, octet streams, or no content type at all."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind.startswith("video/") or kind in CLIP_CONTENT_TYPES
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """True when ``head`` (the first bytes of a file) opens with an ISO-BMFF ``ftyp`` box."""
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+@attrs.frozen
+class ContentRange:
+    """A parsed ``Content-Range: bytes first-last/total`` (total None when ``*``)."""
+
+    first: int
+    last: int
+    total: int | None
+
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """Parse a ``Content-Range`` header; None when absent or malformed."""
+    if value is None:
+        return None
+    match = _CONTENT_RANGE.fullmatch(value)
+    if match is None:
+        return None
+    first, last, total = match.groups()
+    result = ContentRange(int(first), int(last), None if total == "*" else int(total))
+    if result.last < result.first or (result.total is not None and result.last >= result.total):
+        return None
+    return result
+
+
+def manifest_entry_matches(
+    entry: Mapping[str, Any] | None, size: int | None, mtime_ns: int | None
+) -> bool:
+    """True when a manifest entry records a complete file that is still the same on disk.
+
+    The validator is the size and modification time recorded right after the file was
+    verified and renamed into place; a file touched since is downloaded again.
+    """
+    if entry is None or entry.get("complete") is not True:
+        return False
+    return size is not None and entry.get("size") == size and entry.get("mtime_ns") == mtime_ns
