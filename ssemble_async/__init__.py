@@ -7,6 +7,13 @@ Everything public is importable from here; submodules other than
 from ssemble_async._client import Client, ProgressCallback, validate_request_id
 from ssemble_async._clock import instant_waits
 from ssemble_async._config import PollPolicy, QuotaPolicy, RetryPolicy, Timeouts
+from ssemble_async._download_models import (
+    ClipOutcome,
+    ClipState,
+    DownloadReport,
+    DownloadStats,
+    TransferProgress,
+)
 from ssemble_async._errors import (
     APIConnectionError,
     APIStatusError,
@@ -42,6 +49,7 @@ from ssemble_async._models import (
     TimeAdjustment,
     TimeRange,
 )
+from ssemble_async._pipeline import DownloadStream
 from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
 
@@ -52,9 +60,14 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "ClipOutcome",
+    "ClipState",
     "ConfigurationError",
     "CreatedRequest",
     "DownloadError",
+    "DownloadReport",
+    "DownloadStats",
+    "DownloadStream",
     "GameVideo",
     "InvalidArgumentError",
     "InvalidRequestIdError",
@@ -83,6 +96,7 @@ __all__ = [
     "TimeAdjustment",
     "TimeRange",
     "Timeouts",
+    "TransferProgress",
     "WaitTimeoutError",
     "__version__",
     "instant_waits",

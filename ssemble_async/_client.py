@@ -475,7 +475,7 @@ class Client:
             if isinstance(ref, str):
                 validate_request_id(ref)
             elif not isinstance(ref, ShortsRequest):
-                raise InvalidArgumentError(
+                raise TypeError(
                     f"expected request ids or ShortsRequest objects, got {type(ref).__name__}"
                 )
         return run_pipeline(

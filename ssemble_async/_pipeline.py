@@ -686,13 +686,14 @@ async def run_pipeline(
     tracker = _Tracker(requests_pending=len(requests))
     stream = DownloadStream(receive, tracker)
     pipeline = _Pipeline(client, Path(dest), options, retry, stream, tracker, send)
-    resolved = None if options.wait else await _preflight(pipeline, requests)
-    session = open_download_session(read_bufsize=options.chunk_size, user_agent=user_agent)
-    try:
-        async with receive, anyio.create_task_group() as task_group:
-            task_group.start_soon(_feed, pipeline, requests, resolved, task_group)
-            task_group.start_soon(_work, pipeline, session)
-            yield stream
-            task_group.cancel_scope.cancel()
-    finally:
-        await session.close()
+    with send, receive, pipeline.queue, pipeline.queue_out:
+        resolved = None if options.wait else await _preflight(pipeline, requests)
+        session = open_download_session(read_bufsize=options.chunk_size, user_agent=user_agent)
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(_feed, pipeline, requests, resolved, task_group)
+                task_group.start_soon(_work, pipeline, session)
+                yield stream
+                task_group.cancel_scope.cancel()
+        finally:
+            await session.close()

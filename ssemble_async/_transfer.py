@@ -201,36 +201,48 @@ async def _write_body(
     chunk_size: int,
     on_bytes: Callable[[int], None],
 ) -> None:
-    async with aiofiles.open(part, "r+b" if state.offset else "wb") as file:
+    file = await aiofiles.open(part, "r+b" if state.offset else "wb")
+    pending: list[bytes] = []
+    pending_size = 0
+    checked = state.offset > 0
+    try:
         if state.offset:
             await file.seek(state.offset)
             await file.truncate()
-        pending: list[bytes] = []
-        pending_size = 0
-        checked = state.offset > 0
-        try:
-            async for data in response.content.iter_any():
-                pending.append(data)
-                pending_size += len(data)
-                if not checked and pending_size >= _HEAD_BYTES:
-                    head = b"".join(pending)[:_HEAD_BYTES]
-                    if not looks_like_mp4(head):
-                        raise DownloadError(
-                            f"the clip host sent something that is not an MP4 ({head!r}...)"
-                        )
-                    checked = True
-                if pending_size >= chunk_size:
-                    await _flush(file, pending, state, on_bytes)
-                    pending, pending_size = [], 0
-        finally:
-            # keep every byte that arrived, so that a retry resumes after it
-            await _flush(file, pending, state, on_bytes)
-            await file.flush()
-        if state.total is not None and state.offset != state.total:
-            raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
-        if not checked:
-            raise DownloadError(f"the clip host sent {state.offset} bytes, too few for an MP4")
-        await anyio.to_thread.run_sync(os.fsync, file.fileno())
+        async for data in response.content.iter_any():
+            pending.append(data)
+            pending_size += len(data)
+            if not checked and pending_size >= _HEAD_BYTES:
+                head = b"".join(pending)[:_HEAD_BYTES]
+                if not looks_like_mp4(head):
+                    raise DownloadError(
+                        f"the clip host sent something that is not an MP4 ({head!r}...)"
+                    )
+                checked = True
+            if pending_size >= chunk_size:
+                await _flush(file, pending, state, on_bytes)
+                pending, pending_size = [], 0
+    finally:
+        # Shielded, even when cancelled: keep every byte that arrived (a retry or the next
+        # run resumes after it) and never leave the file open.
+        with anyio.CancelScope(shield=True):
+            try:
+                await _flush(file, pending, state, on_bytes)
+            finally:
+                await file.close()
+    if state.total is not None and state.offset != state.total:
+        raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
+    if not checked:
+        raise DownloadError(f"the clip host sent {state.offset} bytes, too few for an MP4")
+    await anyio.to_thread.run_sync(_fsync, part)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class _Writable(Protocol):

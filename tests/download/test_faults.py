@@ -1,0 +1,214 @@
+"""Faults on the clip host: each ends byte-identical or clearly failed, never half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssemble_async import Client, ClipState
+from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
+
+from .conftest import assert_files_match, final_files
+
+pytestmark = pytest.mark.anyio
+
+SIZE = 1_000_000
+
+
+def one_clip_job(fake: FakeSsembleAPI, size: int = SIZE) -> tuple[str, str]:
+    clip = FakeClip(size=size)
+    rid = fake.add_job(FakeJob(steps=(), clips=(clip,)))
+    return rid, clip.clip_id
+
+
+def gets(fake: FakeSsembleAPI) -> list[dict[str, str]]:
+    return [dict(r.headers) for r in fake.clip_requests if r.method == "GET"]
+
+
+def reset_after(clip_id: str, cut: int, times: int = 1) -> ClipFault:
+    """Send ``cut`` bytes, then drop the connection.
+
+    The last byte follows a short pause so that the client has read the rest: bytes still
+    in aiohttp's buffer when the connection drops are lost to it (it raises before handing
+    them over), and the test wants to see exactly where the resume starts.
+    """
+    return ClipFault(
+        clip_id=clip_id, truncate_at=cut, stall_at=cut - 1, stall_seconds=0.05, times=times
+    )
+
+
+@pytest.mark.parametrize("cut", [2, 8, 9, 65_536, 500_000, SIZE - 1])
+async def test_connection_reset_resumes_with_range(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, cut: int
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(reset_after(clip_id, cut))
+    report = await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    first, second = gets(fake_ssemble)
+    assert "Range" not in first
+    etag = fake_ssemble.jobs[rid].clips[clip_id].etag
+    assert second["Range"] in (f"bytes={cut - 1}-", f"bytes={cut}-")
+    assert second["If-Range"] == etag
+    assert SIZE <= report.outcomes[0].transferred <= SIZE + 1
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100_000])
+async def test_connection_reset_with_everything_in_flight(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, cut: int
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=cut, times=2))
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    assert len(gets(fake_ssemble)) == 3
+
+
+async def test_repeated_resets_each_resume(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(reset_after(clip_id, 100_000, times=9))
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    requests = gets(fake_ssemble)
+    assert len(requests) == 10
+    assert all("Range" in headers for headers in requests[1:])
+    assert report.outcomes[0].transferred < SIZE + 9 * 2
+
+
+async def test_range_ignored_restarts_from_zero(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(reset_after(clip_id, 300_000))
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, ignore_range=True))
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    assert "Range" in gets(fake_ssemble)[1]
+    assert report.outcomes[0].transferred >= 299_999 + SIZE
+
+
+async def test_stall_beyond_the_idle_timeout_is_retried(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, stall_at=200_000, stall_seconds=5))
+    report = await client.download_shorts(rid, tmp_path, idle_timeout=0.3)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    assert gets(fake_ssemble)[1]["Range"].startswith("bytes=")
+
+
+async def test_slow_but_steady_transfer_is_not_cut(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, stall_at=200_000, stall_seconds=0.2))
+    report = await client.download_shorts(rid, tmp_path, idle_timeout=1)
+    assert report.ok
+    assert len(gets(fake_ssemble)) == 1
+
+
+async def test_5xx_burst_is_retried(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=3))
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+
+
+async def test_persistent_5xx_fails_the_clip_and_only_it(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    bad, good = FakeClip(), FakeClip()
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(bad, good)))
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=bad.clip_id, status=500, times=100))
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert failed.clip_id == bad.clip_id
+    assert "500" in (failed.message or "")
+    assert "gave up after 4 tries" in (failed.message or "")
+    assert isinstance(failed.error, Exception)
+    assert [p.name for p in final_files(tmp_path)] == [f"{good.clip_id}.mp4"]
+
+
+async def test_expired_urls_are_refreshed_once_per_request(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    clips = [FakeClip() for _ in range(4)]
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=clips))
+    stale = await client.get_shorts(rid)
+    for clip in clips:
+        fake_ssemble.expire_clip_url(rid, clip.clip_id)
+    reads_before = len(fake_ssemble.api_requests)
+    report = await client.download_shorts(stale, tmp_path, concurrency=4)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    assert len(fake_ssemble.api_requests) == reads_before + 1  # one re-read for four clips
+    statuses = [r for r in fake_ssemble.clip_requests if r.method == "GET"]
+    assert len(statuses) == 8
+
+
+async def test_url_refused_even_when_fresh_fails(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=403, times=100))
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert "expired" in (failed.message or "")
+    assert "3 fresh URLs" in (failed.message or "")
+    assert final_files(tmp_path) == []
+
+
+async def test_html_page_with_200_is_never_saved(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    page = b"<html><body>Please log in</body></html>"
+    fake_ssemble.inject_clip_fault(
+        ClipFault(clip_id=clip_id, status=200, body=page, content_type="text/html", times=100)
+    )
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert "error page" in (failed.message or "")
+    assert final_files(tmp_path) == []
+    assert not list(tmp_path.rglob("*.part"))
+
+
+async def test_body_that_is_not_an_mp4_fails_at_once(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(
+        ClipFault(
+            clip_id=clip_id, status=200, body=b"PK\x03\x04zipzipzip", content_type="video/mp4"
+        )
+    )
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert "not an MP4" in (failed.message or "")
+    assert len(gets(fake_ssemble)) == 1
+    assert final_files(tmp_path) == []
+    assert not list(tmp_path.rglob("*.part"))
+
+
+async def test_redirect_loop_fails_clearly(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    url = fake_ssemble.clip_url(rid, clip_id)
+    fake_ssemble.inject_clip_fault(
+        ClipFault(clip_id=clip_id, status=302, headers={"Location": url}, times=100)
+    )
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert "redirected more than 5 times" in (failed.message or "")
