@@ -148,6 +148,7 @@ class Client:
         if not root.startswith(("https://", "http://")):
             raise ConfigurationError(f"base_url must start with https:// or http://, got {root!r}")
         self.poll = poll or PollPolicy()
+        self._pollers = 0
         self._api = APISession(
             api_key=Secret(key),
             base_url=root.rstrip("/"),
@@ -399,7 +400,8 @@ class Client:
         """Poll a job until it ends; return the whole request when it completed.
 
         Polls ``GET /shorts/:id/status`` at a growing interval (10 s, then x1.5 up to 60 s by
-        default) that is stretched when the hourly quota would not last until its reset.
+        default) that is stretched when the hourly quota would not last until its reset;
+        concurrent waits of one client share that quota between them.
 
         Args:
             request_id: the job to wait for.
@@ -415,24 +417,29 @@ class Client:
         policy = poll or self.poll
         deadline = _clock.monotonic() + timeout
         polls = 0
-        last: RequestStatus | None = None
-        while True:
-            last = await self.get_status(rid)
-            polls += 1
-            if on_progress is not None:
-                outcome = on_progress(last)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            if last.status is RequestState.COMPLETED:
-                return await self.get_shorts(rid)
-            if last.status in (RequestState.FAILED, RequestState.CANCELLED):
-                raise RequestFailedError(rid, last.status_raw, last.failure_reason)
-            remaining = deadline - _clock.monotonic()
-            if remaining <= 0:
-                raise WaitTimeoutError(rid, timeout, last.status_raw)
-            delay = poll_delay(policy, polls - 1, self.rate_limit, _clock.utcnow())
-            logger.debug("request %s is %s; next poll in %.1f s", rid, last.status_raw, delay)
-            await _clock.sleep(min(delay, remaining))
+        self._pollers += 1
+        try:
+            while True:
+                status = await self.get_status(rid)
+                polls += 1
+                if on_progress is not None:
+                    outcome = on_progress(status)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                if status.status is RequestState.COMPLETED:
+                    return await self.get_shorts(rid)
+                if status.status in (RequestState.FAILED, RequestState.CANCELLED):
+                    raise RequestFailedError(rid, status.status_raw, status.failure_reason)
+                remaining = deadline - _clock.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeoutError(rid, timeout, status.status_raw)
+                delay = poll_delay(
+                    policy, polls - 1, self.rate_limit, _clock.utcnow(), self._pollers
+                )
+                logger.debug("request %s is %s; next poll in %.1f s", rid, status.status_raw, delay)
+                await _clock.sleep(min(delay, remaining))
+        finally:
+            self._pollers -= 1
 
     # -- downloads ------------------------------------------------------------------------
 

@@ -149,17 +149,22 @@ def retry_delay(
 
 
 def poll_delay(
-    policy: PollPolicy, polls: int, rate_limit: RateLimit | None, now: dt.datetime
+    policy: PollPolicy,
+    polls: int,
+    rate_limit: RateLimit | None,
+    now: dt.datetime,
+    pollers: int = 1,
 ) -> float:
     """The wait before status poll number ``polls + 1``, given the quota last reported.
 
-    Grows geometrically to ``maximum``; when the remaining hourly calls (less the reserve)
-    spread over the time to the reset allow less, waits long enough that they last.
+    Grows geometrically to ``maximum``; when the remaining hourly calls (less the reserve),
+    shared by ``pollers`` concurrent waits, would not last until the reset, waits long
+    enough that they do.
     """
     delay = min(policy.maximum, policy.initial * policy.factor ** min(polls, 64))
     if rate_limit is not None and rate_limit.remaining_hour is not None:
         until_reset = rate_limit.seconds_until_reset(now)
         if until_reset is not None:
             budget = max(1, rate_limit.remaining_hour - policy.reserve)
-            delay = max(delay, until_reset / budget)
+            delay = max(delay, until_reset * max(1, pollers) / budget)
     return delay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import anyio
 import pytest
 
 import ssemble_async
@@ -92,6 +93,26 @@ async def test_polling_spreads_the_remaining_quota(fake_ssemble: FakeSsembleAPI)
     assert polls <= 8
     assert fake_ssemble.api_requests  # and the quota was never exhausted
     assert all(r.path.endswith("/status") for r in fake_ssemble.api_requests)
+
+
+async def test_concurrent_waits_share_the_quota(fake_ssemble: FakeSsembleAPI) -> None:
+    rids = [fake_ssemble.add_job(FakeJob(reads_per_step=1000)) for _ in range(4)]
+    reset = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3600)
+    fake_ssemble.set_quota(remaining_hour=45, reset=reset)
+    async with Client(
+        fake_ssemble.api_key, base_url=fake_ssemble.base_url, poll=PollPolicy(reserve=5)
+    ) as client:
+
+        async def wait(rid: str) -> None:
+            with pytest.raises(WaitTimeoutError):
+                await client.wait_for_completion(rid, timeout=1800)
+
+        async with anyio.create_task_group() as task_group:
+            for rid in rids:
+                task_group.start_soon(wait, rid)
+    # four waits share ~40 spendable calls over the hour: half an hour sees about half
+    assert len(fake_ssemble.api_requests) <= 28
+    assert client.rate_limit is not None and not client.rate_limit.exhausted
 
 
 async def test_instant_waits_switch_restores() -> None:

@@ -147,14 +147,17 @@ def test_poll_delay_stretches_to_make_the_quota_last() -> None:
     polls=st.integers(min_value=0, max_value=1000),
     remaining=st.integers(min_value=0, max_value=2000),
     until_reset=st.floats(min_value=0, max_value=3600),
+    pollers=st.integers(min_value=1, max_value=500),
 )
-def test_polling_never_outruns_the_quota(polls: int, remaining: int, until_reset: float) -> None:
+def test_polling_never_outruns_the_quota(
+    polls: int, remaining: int, until_reset: float, pollers: int
+) -> None:
     policy = PollPolicy()
     limit = RateLimit(remaining_hour=remaining, reset=NOW + dt.timedelta(seconds=until_reset))
-    delay = poll_delay(policy, polls, limit, NOW)
+    delay = poll_delay(policy, polls, limit, NOW, pollers)
     assert delay >= policy.initial
-    polls_before_reset = until_reset / delay
-    assert polls_before_reset <= max(1, remaining - policy.reserve) + 1e-6
+    calls_before_reset = pollers * until_reset / delay  # every poller at this pace
+    assert calls_before_reset <= max(1, remaining - policy.reserve) + 1e-6
 
 
 @pytest.mark.parametrize(
