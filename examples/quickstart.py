@@ -27,9 +27,12 @@ def show(status: RequestStatus) -> None:
 
 
 async def main() -> None:
-    async with FakeSsembleAPI(auto_job=DEMO_JOB) as fake, Client(
-        fake.api_key, base_url=fake.base_url, poll=PollPolicy(initial=0.25, maximum=0.5)
-    ) as client:
+    async with (
+        FakeSsembleAPI(auto_job=DEMO_JOB) as fake,
+        Client(
+            fake.api_key, base_url=fake.base_url, poll=PollPolicy(initial=0.25, maximum=0.5)
+        ) as client,
+    ):
         job = await client.create_short(
             url="https://www.youtube.com/watch?v=dQw4w9WgXcQ", start=0, end=600
         )

@@ -181,6 +181,7 @@ class APISession:
                 headers=self._headers(body is not None),
                 timeout=self.timeouts.to_aiohttp(),
                 allow_redirects=False,
+                raise_for_status=False,  # a borrowed session may have it on: statuses are ours
             ) as response:
                 payload = await self._read_body(response, what)
                 return Response(
@@ -253,7 +254,11 @@ class APISession:
                 error = self._error(response)
                 status = response.status
                 retryable = _retryable_status(status, idempotent)
-                retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+                retry_after = (
+                    error.retry_after
+                    if isinstance(error, RateLimitError)
+                    else parse_retry_after(response.retry_after, _clock.utcnow())
+                )
             if not retryable or attempt >= policy.attempts:
                 raise error
             delay = retry_delay(

@@ -19,6 +19,7 @@ from ssemble_async import (
     AuthenticationError,
     Client,
     ConfigurationError,
+    NotFoundError,
     PermissionDeniedError,
     QuotaPolicy,
     RateLimitError,
@@ -44,6 +45,27 @@ async def test_5xx_burst_is_retried(fake_ssemble: FakeSsembleAPI, client: Client
     status = await client.get_status(rid)
     assert status.request_id == rid
     assert calls_to(fake_ssemble, "/status") == 3
+
+
+async def test_503_retry_after_is_honoured(
+    fake_ssemble: FakeSsembleAPI, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_ssemble.inject_api_fault(
+        ApiFault(status=503, body=b"", content_type="", headers={"Retry-After": "0.7"})
+    )
+    with caplog.at_level(logging.INFO, logger="ssemble_async"):
+        await client.list_templates()
+    assert any("in 0.7 s" in r.getMessage() for r in caplog.records)
+
+
+async def test_borrowed_session_with_raise_for_status(fake_ssemble: FakeSsembleAPI) -> None:
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as shared,
+        Client(fake_ssemble.api_key, base_url=fake_ssemble.base_url, session=shared) as client,
+    ):
+        with pytest.raises(NotFoundError):
+            await client.get_shorts("0123456789abcdef01234567")
+    assert len(fake_ssemble.api_requests) == 1
 
 
 async def test_html_502_that_persists_is_a_server_error_with_snippet(
