@@ -269,9 +269,11 @@ class APISession:
                 rate_limit=self.rate_limit,
                 now=_clock.utcnow(),
             )
-            if delay > max(policy.max_wait, self.quota.max_wait) or (
-                status == 429 and self.quota.on_exhausted == "raise"
-            ):
+            # A 429 asking for more than a backoff wait means the quota is spent: that is
+            # the quota policy's call. Anything longer than both limits is not waited for.
+            if (
+                status == 429 and delay > policy.max_wait and self.quota.on_exhausted == "raise"
+            ) or (delay > max(policy.max_wait, self.quota.max_wait)):
                 raise error
             logger.info(
                 "%s %s failed (%s); retry %d of %d in %.1f s",

@@ -61,6 +61,7 @@ __all__ = ["DownloadOptions", "DownloadStream", "run_pipeline", "unique_requests
 MANIFEST = "manifest.json"
 MAX_URL_REFRESHES = 3
 MAX_TRIES = 50
+FIRST_RECOMPILE_ROUND = 30.0
 MAX_RECOMPILE_INTERVAL = 120.0
 RESOLVE_CONCURRENCY = 8
 
@@ -75,7 +76,6 @@ class DownloadOptions:
     chunk_size: int = attrs.field(default=1024 * 1024, validator=attrs.validators.ge(64 * 1024))
     idle_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     recompile_wait: float = attrs.field(default=600.0, validator=attrs.validators.ge(0))
-    recompile_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     overwrite: bool = False
     wait: bool = False
     wait_timeout: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
@@ -407,7 +407,9 @@ class _Pipeline:
         """Re-read the request with backoff, one call a round, until the held clips are ready."""
         async with queue:
             deadline = _clock.monotonic() + self.options.recompile_wait
-            interval = self.options.recompile_interval
+            # 30 s, doubling to 120 s: six rounds in the default 600 s (a re-render takes
+            # "a few minutes"); a short budget starts at a tenth of itself
+            interval = min(FIRST_RECOMPILE_ROUND, self.options.recompile_wait / 10)
             while held and (remaining := deadline - _clock.monotonic()) > 0:
                 await _clock.sleep(min(interval, remaining))
                 interval = min(interval * 2, MAX_RECOMPILE_INTERVAL)

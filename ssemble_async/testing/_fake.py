@@ -206,9 +206,14 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-async def _send(response: web.StreamResponse, data: memoryview) -> None:
+async def _send(
+    response: web.StreamResponse, data: memoryview, bytes_per_second: float | None = None
+) -> None:
     for offset in range(0, len(data), _CHUNK):
-        await response.write(data[offset : offset + _CHUNK])
+        block = data[offset : offset + _CHUNK]
+        await response.write(block)
+        if bytes_per_second:
+            await asyncio.sleep(len(block) / bytes_per_second)
 
 
 class FakeSsembleAPI:
@@ -234,6 +239,10 @@ class FakeSsembleAPI:
             and ``estimatedTime``.
         auto_job: Template for jobs made through the API (the source fields come from the
             request body); the :class:`FakeJob` defaults when None.
+        port: Loopback port of the API; 0 lets the system choose a free one.
+        clip_port: Loopback port of the clip host; 0 lets the system choose.
+        clip_bytes_per_second: Serve each clip no faster than this (None: at full speed),
+            so that a demo or a test can watch transfers in flight.
 
     Attributes:
         api_key: The accepted API key.
@@ -253,6 +262,9 @@ class FakeSsembleAPI:
         id_key_style: Literal["_id", "requestId"] = "_id",
         create_style: Literal["mcode", "plan"] = "mcode",
         auto_job: FakeJob | None = None,
+        port: int = 0,
+        clip_port: int = 0,
+        clip_bytes_per_second: float | None = None,
     ) -> None:
         alphabet = string.ascii_letters + string.digits
         self.api_key = api_key or "sk_ssemble_" + "".join(
@@ -262,6 +274,8 @@ class FakeSsembleAPI:
         self.pagination_style, self.delete_style = pagination_style, delete_style
         self.id_key_style, self.create_style = id_key_style, create_style
         self.auto_job = auto_job
+        self.clip_bytes_per_second = clip_bytes_per_second
+        self._ports = (port, clip_port)
         self.jobs: dict[str, JobState] = {}
         self.api_requests: list[RecordedRequest] = []
         self.clip_requests: list[RecordedRequest] = []
@@ -285,8 +299,9 @@ class FakeSsembleAPI:
         if self._runners:
             raise RuntimeError("FakeSsembleAPI is already started")
         try:
-            api_root = await self._serve(self._api_app())
-            self._urls = (api_root + _PREFIX, await self._serve(self._clip_app()))
+            api_root = await self._serve(self._api_app(), self._ports[0])
+            clip_root = await self._serve(self._clip_app(), self._ports[1])
+            self._urls = (api_root + _PREFIX, clip_root)
         except BaseException:
             await self.close()
             raise
@@ -401,13 +416,13 @@ class FakeSsembleAPI:
             raise RuntimeError("FakeSsembleAPI is not running; use `async with` or start()")
         return self._urls
 
-    async def _serve(self, app: web.Application) -> str:
+    async def _serve(self, app: web.Application, port: int) -> str:
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         host, port = runner.addresses[0][:2]
         return f"http://{host}:{port}"
 
@@ -773,10 +788,10 @@ class FakeSsembleAPI:
         if fault is not None and fault.truncate_at is not None:
             cut = min(fault.truncate_at, cut)
         pause = cut if fault is None or fault.stall_at is None else min(fault.stall_at, cut)
-        await _send(response, body[:pause])
+        await _send(response, body[:pause], self.clip_bytes_per_second)
         if fault is not None:
             await asyncio.sleep(fault.stall_seconds)
-        await _send(response, body[pause:cut])
+        await _send(response, body[pause:cut], self.clip_bytes_per_second)
         if cut < len(body):
             if request.transport is not None:
                 request.transport.close()

@@ -152,6 +152,25 @@ async def test_429_retry_after_longer_than_allowed_raises(fake_ssemble: FakeSsem
     assert info.value.sent
 
 
+async def test_raise_policy_still_retries_a_short_429(fake_ssemble: FakeSsembleAPI) -> None:
+    fake_ssemble.inject_api_fault(
+        ApiFault(status=429, body=b"", content_type="", headers={"Retry-After": "2"})
+    )
+    async with Client(
+        fake_ssemble.api_key,
+        base_url=fake_ssemble.base_url,
+        quota=QuotaPolicy(on_exhausted="raise"),
+    ) as client:
+        assert len(await client.list_templates()) == 9
+        fake_ssemble.inject_api_fault(
+            ApiFault(status=429, body=b"", content_type="", headers={"Retry-After": "900"})
+        )
+        with pytest.raises(RateLimitError) as info:
+            await client.list_templates()
+    assert info.value.retry_after == 900
+    assert len(fake_ssemble.api_requests) == 3
+
+
 async def test_server_quota_429_waits_for_the_reset(
     fake_ssemble: FakeSsembleAPI, client: Client
 ) -> None:
