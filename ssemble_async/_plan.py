@@ -21,6 +21,7 @@ __all__ = [
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 80
+_MAX_NAME = 100
 _RESERVED = {
     "CON",
     "PRN",
@@ -40,14 +41,16 @@ def safe_name(value: str) -> str:
     """A file-name stem for an id: the id itself when it is safe, else a marked safe form.
 
     Safe means ASCII letters, digits, ``.``, ``_`` and ``-`` only, not starting with a dot,
-    at most 80 characters and not a reserved device name. Anything else is replaced and a
-    hash of the original id is appended, so two different ids never share a stem and the
-    result is itself safe (``safe_name(safe_name(x)) == safe_name(x)``).
+    at most 100 characters and not a reserved device name. Anything else is replaced (and
+    cut to 80 characters) and a hash of the original id is appended, so two different ids
+    never share a stem and the result is itself safe (``safe_name(safe_name(x)) ==
+    safe_name(x)``).
     """
-    cleaned = _UNSAFE.sub("_", value).lstrip(".")[:_MAX_STEM]
-    if cleaned == value and value and value.split(".", maxsplit=1)[0].upper() not in _RESERVED:
+    cleaned = _UNSAFE.sub("_", value).lstrip(".")
+    reserved = value.split(".", maxsplit=1)[0].upper() in _RESERVED
+    if cleaned == value and value and len(value) <= _MAX_NAME and not reserved:
         return value
-    return f"{cleaned or '_'}-{_digest(value)}"
+    return f"{cleaned[:_MAX_STEM] or '_'}-{_digest(value)}"
 
 
 def clip_file_names(clip_ids: Iterable[str]) -> dict[str, str]:
