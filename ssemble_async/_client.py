@@ -468,15 +468,18 @@ class Client:
 
         Takes the same arguments as :meth:`download_many`.
         """
-        options = DownloadOptions(
-            concurrency=concurrency,
-            chunk_size=chunk_size,
-            idle_timeout=idle_timeout,
-            recompile_wait=recompile_wait,
-            overwrite=overwrite,
-            wait=wait,
-            wait_timeout=wait_timeout,
-        )
+        try:
+            options = DownloadOptions(
+                concurrency=concurrency,
+                chunk_size=chunk_size,
+                idle_timeout=idle_timeout,
+                recompile_wait=recompile_wait,
+                overwrite=overwrite,
+                wait=wait,
+                wait_timeout=wait_timeout,
+            )
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         refs = unique_requests(requests)
         for ref in refs:
             if isinstance(ref, str):

@@ -11,6 +11,7 @@ import pytest
 from ssemble_async import (
     Client,
     ClipState,
+    InvalidArgumentError,
     InvalidRequestIdError,
     NotFoundError,
     RequestFailedError,
@@ -293,9 +294,9 @@ async def test_leaving_the_stream_early_stops_everything(
 
 
 async def test_bad_arguments(client: Client, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="concurrency"):
+    with pytest.raises(InvalidArgumentError, match="concurrency"):
         await client.download_many([], tmp_path, concurrency=0)
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(InvalidArgumentError, match="chunk_size"):
         await client.download_many([], tmp_path, chunk_size=1)
     with pytest.raises(TypeError):
         await client.download_many([42], tmp_path)  # type: ignore[list-item]
