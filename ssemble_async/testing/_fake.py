@@ -7,7 +7,9 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import string
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -206,6 +208,20 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
+def _drop(request: web.BaseRequest, *, reset: bool) -> None:
+    """Drop the connection of ``request``: a clean close, or a TCP reset (RST)."""
+    transport = request.transport
+    if transport is None:
+        return
+    if not reset:
+        transport.close()
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # linger 0: close() sends RST and discards what is unsent
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 async def _send(
     response: web.StreamResponse, data: memoryview, bytes_per_second: float | None = None
 ) -> None:
@@ -285,7 +301,7 @@ class FakeSsembleAPI:
         self._remaining_hour, self._remaining_day = hourly_limit, daily_limit
         self._reset = self._next_hour()
         self._last_created = datetime.min.replace(tzinfo=timezone.utc)
-        self._runners: list[web.AppRunner] = []
+        self._runners: dict[Literal["api", "clip"], web.AppRunner] = {}
         self._urls: tuple[str, str] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -299,8 +315,8 @@ class FakeSsembleAPI:
         if self._runners:
             raise RuntimeError("FakeSsembleAPI is already started")
         try:
-            api_root = await self._serve(self._api_app(), self._ports[0])
-            clip_root = await self._serve(self._clip_app(), self._ports[1])
+            api_root = await self._serve("api", self._ports[0])
+            clip_root = await self._serve("clip", self._ports[1])
             self._urls = (api_root + _PREFIX, clip_root)
         except BaseException:
             await self.close()
@@ -310,7 +326,7 @@ class FakeSsembleAPI:
         """Stop both servers. Calling it again does nothing."""
         self._urls = None
         while self._runners:
-            await self._runners.pop().cleanup()
+            await self._runners.popitem()[1].cleanup()
 
     async def __aenter__(self) -> FakeSsembleAPI:
         await self.start()
@@ -323,6 +339,43 @@ class FakeSsembleAPI:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def pause_api(self) -> None:
+        """Stop the API server: connections to its port are refused until :meth:`resume_api`.
+
+        Open connections are closed too (requests in flight are cut). The clip host keeps
+        serving, and :attr:`base_url` stays the same. Pausing a paused API does nothing.
+
+        Raises:
+            RuntimeError: If the fake is not running.
+        """
+        self._started_urls()
+        runner = self._runners.pop("api", None)
+        if runner is not None:
+            await runner.cleanup()
+
+    async def resume_api(self) -> None:
+        """Serve the API again on the port it had; does nothing when it is not paused.
+
+        Raises:
+            RuntimeError: If the fake is not running.
+            OSError: If another program took the port meanwhile.
+        """
+        api_url = self._started_urls()[0]
+        if "api" not in self._runners:
+            await self._serve("api", urlsplit(api_url).port or 0)
+
+    async def refuse_connections(self, seconds: float) -> None:
+        """Refuse connections to the API for ``seconds``, then serve it again.
+
+        Returns once the API serves again; run it beside the code under test (in a task
+        group), or call :meth:`pause_api` and :meth:`resume_api` to control the outage.
+        """
+        await self.pause_api()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await self.resume_api()
 
     @property
     def base_url(self) -> str:
@@ -416,12 +469,13 @@ class FakeSsembleAPI:
             raise RuntimeError("FakeSsembleAPI is not running; use `async with` or start()")
         return self._urls
 
-    async def _serve(self, app: web.Application, port: int) -> str:
+    async def _serve(self, role: Literal["api", "clip"], port: int) -> str:
+        app = self._api_app() if role == "api" else self._clip_app()
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await runner.setup()
-        self._runners.append(runner)
+        self._runners[role] = runner
         await web.TCPSite(runner, "127.0.0.1", port).start()
         host, port = runner.addresses[0][:2]
         return f"http://{host}:{port}"
@@ -781,10 +835,13 @@ class FakeSsembleAPI:
         if wanted is not None:
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         response = web.StreamResponse(status=200 if wanted is None else 206, headers=headers)
-        response.content_length = last - first + 1
+        announced = last - first + 1
+        if fault is not None and fault.content_length is not None:
+            announced = fault.content_length
+        response.content_length = announced
         await response.prepare(request)
         body = memoryview(state.content if request.method == "GET" else b"")[first : last + 1]
-        cut = len(body)
+        cut = min(len(body), announced)  # aiohttp never sends more than it announced
         if fault is not None and fault.truncate_at is not None:
             cut = min(fault.truncate_at, cut)
         pause = cut if fault is None or fault.stall_at is None else min(fault.stall_at, cut)
@@ -792,9 +849,8 @@ class FakeSsembleAPI:
         if fault is not None:
             await asyncio.sleep(fault.stall_seconds)
         await _send(response, body[pause:cut], self.clip_bytes_per_second)
-        if cut < len(body):
-            if request.transport is not None:
-                request.transport.close()
+        if request.method == "GET" and cut < announced:
+            _drop(request, reset=fault is not None and fault.reset)
             return response
         await response.write_eof()
         return response

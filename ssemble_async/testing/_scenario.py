@@ -236,6 +236,10 @@ class ClipFault:
     With ``status`` set, the raw response replaces the clip. Otherwise the clip is served
     with its real headers but the body is disturbed as described.
 
+    A ``content_length`` smaller than the body makes a consistent but short response (the
+    rest of the file is never sent): no HTTP client can tell it from a complete one, so it
+    models a host that lies about the file, not a transfer fault.
+
     Attributes:
         times: How many matching downloads get the fault.
         clip_id: Match only this clip; None matches every clip.
@@ -247,6 +251,11 @@ class ClipFault:
         stall_at: Body bytes sent before a pause of ``stall_seconds``.
         stall_seconds: Length of that pause.
         truncate_at: Body bytes sent before the connection is dropped.
+        content_length: ``Content-Length`` to announce instead of the true length of the
+            body. When it is larger than the body sent, the connection is dropped after the
+            body (a body shorter than announced).
+        reset: Drop the connection with a TCP reset (RST) instead of a clean close, when
+            the body is cut short by ``truncate_at`` or a larger ``content_length``.
     """
 
     times: int = 1
@@ -259,6 +268,10 @@ class ClipFault:
     stall_at: int | None = None
     stall_seconds: float = 0.0
     truncate_at: int | None = None
+    content_length: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    reset: bool = False
 
 
 @attrs.frozen(kw_only=True)

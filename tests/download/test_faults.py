@@ -212,3 +212,17 @@ async def test_redirect_loop_fails_clearly(
     report = await client.download_shorts(rid, tmp_path)
     (failed,) = report.by_state(ClipState.FAILED)
     assert "redirected more than 5 times" in (failed.message or "")
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/x.mp4"])
+async def test_redirect_to_a_non_http_url_fails_at_once(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, location: str
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(
+        ClipFault(clip_id=clip_id, status=302, headers={"Location": location}, times=100)
+    )
+    report = await client.download_shorts(rid, tmp_path)
+    (failed,) = report.by_state(ClipState.FAILED)
+    assert "cannot be fetched" in (failed.message or "")
+    assert len(gets(fake_ssemble)) == 1
