@@ -52,6 +52,10 @@ class Secret:
         """``text`` with every occurrence of the secret replaced."""
         return text.replace(self._value, REDACTED) if self._value else text
 
+    def redact_bytes(self, data: bytes) -> bytes:
+        """``data`` with every occurrence of the secret (UTF-8) replaced."""
+        return data.replace(self._value.encode(), REDACTED.encode()) if self._value else data
+
     def __repr__(self) -> str:
         return f"Secret({REDACTED})"
 
@@ -183,7 +187,9 @@ class APISession:
                 allow_redirects=False,
                 raise_for_status=False,  # a borrowed session may have it on: statuses are ours
             ) as response:
-                payload = await self._read_body(response, what)
+                # The key is scrubbed from anything the server echoes back (an error page, a
+                # debugging proxy) before it can reach a message, a snippet or a model.
+                payload = self._key.redact_bytes(await self._read_body(response, what))
                 return Response(
                     status=response.status,
                     body=payload,
@@ -287,11 +293,9 @@ class APISession:
             await _clock.sleep(delay)
 
     def _error(self, response: Response) -> APIStatusError:
-        # The key is scrubbed from anything the server echoes back before it reaches a message.
-        body = response.body.replace(self._key.reveal().encode(), REDACTED.encode())
         return error_from_response(
             response.status,
-            body,
+            response.body,  # the key already scrubbed from it
             response.content_type,
             response.rate_limit,
             retry_after=parse_retry_after(response.retry_after, _clock.utcnow()),

@@ -56,7 +56,7 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     except ValueError:
         try:
             return int(float(raw.strip()))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or an infinite one ("1e400")
             return None
 
 

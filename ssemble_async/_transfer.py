@@ -34,6 +34,8 @@ __all__ = [
 
 #: Statuses from a clip host that mean "this URL is no good any more": get a fresh one.
 EXPIRED_STATUSES = frozenset({400, 401, 403, 404, 410})
+#: aiohttp's errors for a URL (or a redirect's Location) that is not fetchable HTTP(S).
+_NOT_HTTP = (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)
 _HEAD_BYTES = 8
 
 
@@ -136,6 +138,11 @@ async def fetch_to_part(
         raise Transient(f"no data from the clip host for {idle_timeout:g} s") from exc
     except aiohttp.TooManyRedirects as exc:
         raise DownloadError("the clip host redirected more than 5 times") from exc
+    except _NOT_HTTP as exc:
+        raise DownloadError(
+            "the clip URL cannot be fetched: not a valid http(s) URL"
+            f" ({exc.__class__.__name__}: {exc})"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise Transient(
             f"the connection to the clip host failed ({exc.__class__.__name__})"
@@ -160,7 +167,7 @@ async def _receive(
         raise Transient(f"the clip host answered {status}")
     if status not in (200, 206):
         raise DownloadError(f"the clip host answered {status} {response.reason or ''}".rstrip())
-    if False:
+    if not is_clip_content_type(response.headers.get("Content-Type")):
         raise Transient(f"the clip host sent {response.content_type} (an error page), not the clip")
     if status == 206:
         span = parse_content_range(response.headers.get("Content-Range"))
