@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from ssemble_async import Client, RetryPolicy, instant_waits
 from ssemble_async.testing import FakeSsembleAPI
@@ -59,3 +61,22 @@ def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield make
     for mount_point in mounted:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that accepts requests and never answers them."""
+    stop = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await stop.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    stop.set()
+    await runner.cleanup()

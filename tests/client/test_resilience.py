@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import socket
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -285,27 +283,6 @@ async def test_connection_refused_is_retried_then_raised() -> None:
     assert not info.value.request_sent
     assert f"127.0.0.1:{port}" in str(info.value)
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[str]:
-    """A server that accepts requests and never answers them."""
-    stop = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        await stop.wait()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}"
-    stop.set()
-    await runner.cleanup()
 
 
 async def test_read_timeout_is_retried_for_gets_only(silent_server: str) -> None:

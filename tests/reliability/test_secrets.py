@@ -15,13 +15,12 @@ scenario the key is searched for in:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import sys
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -193,25 +192,6 @@ async def test_connection_refused(caplog: pytest.LogCaptureFixture) -> None:
         with pytest.raises(APIConnectionError) as create:
             await client.create_short(url="https://youtu.be/x", start=0, end=60)
     assert_no_key(key, caplog, errors=(info.value, create.value), objects=(client,))
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[str]:
-    """Accepts requests and never answers."""
-    stop = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        await stop.wait()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    stop.set()
-    await runner.cleanup()
 
 
 async def test_timeouts(silent_server: str, caplog: pytest.LogCaptureFixture) -> None:
