@@ -62,6 +62,8 @@ class TransferState:
         etag: the host's ETag, as sent.
         last_modified: the host's Last-Modified, as sent.
         transferred: bytes fetched in this run, over all tries.
+        head_checked: the MP4 signature was checked as the first bytes streamed in, in
+            this run (a file resumed from an earlier run must be checked on disk).
     """
 
     offset: int = 0
@@ -70,6 +72,7 @@ class TransferState:
     etag: str | None = None
     last_modified: str | None = None
     transferred: int = 0
+    head_checked: bool = False
 
 
 def open_download_session(*, read_bufsize: int, user_agent: str) -> aiohttp.ClientSession:
@@ -211,35 +214,39 @@ async def _write_body(
     file = await aiofiles.open(part, "r+b" if state.offset else "wb")
     pending: list[bytes] = []
     pending_size = 0
-    checked = state.offset > 0
+    from_start = state.offset == 0
+    if from_start:
+        state.head_checked = False
     try:
         if state.offset:
             await file.seek(state.offset)
             await file.truncate()
-        async for data in response.content.iter_any():
+        # iter_chunks hands over each received chunk as it is, where iter_any would join
+        # the buffer into a new object: one copy less per byte.
+        async for data, _ in response.content.iter_chunks():
             pending.append(data)
             pending_size += len(data)
-            if not checked and pending_size >= _HEAD_BYTES:
+            if from_start and not state.head_checked and pending_size >= _HEAD_BYTES:
                 head = b"".join(pending)[:_HEAD_BYTES]
                 if not looks_like_mp4(head):
                     raise DownloadError(
                         f"the clip host sent something that is not an MP4 ({head!r}...)"
                     )
-                checked = True
+                state.head_checked = True
             if pending_size >= chunk_size:
-                await _flush(file, pending, state, on_bytes)
+                await _flush(file, pending, pending_size, state, on_bytes)
                 pending, pending_size = [], 0
     finally:
         # Shielded, even when cancelled: keep every byte that arrived (a retry or the next
         # run resumes after it) and never leave the file open.
         with anyio.CancelScope(shield=True):
             try:
-                await _flush(file, pending, state, on_bytes)
+                await _flush(file, pending, pending_size, state, on_bytes)
             finally:
                 await file.close()
     if state.total is not None and state.offset != state.total:
         raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
-    if not checked:
+    if from_start and not state.head_checked:
         raise DownloadError(f"the clip host sent {state.offset} bytes, too few for an MP4")
     await anyio.to_thread.run_sync(_fsync, part)
 
@@ -253,22 +260,22 @@ def _fsync(path: Path) -> None:
 
 
 class _Writable(Protocol):
-    async def write(self, data: bytes, /) -> int: ...
+    async def writelines(self, lines: list[bytes], /) -> None: ...
 
 
 async def _flush(
     file: _Writable,
     pending: list[bytes],
+    size: int,
     state: TransferState,
     on_bytes: Callable[[int], None],
 ) -> None:
     if not pending:
         return
-    block = pending[0] if len(pending) == 1 else b"".join(pending)
-    await file.write(block)
-    state.offset += len(block)
-    state.transferred += len(block)
-    on_bytes(len(block))
+    await file.writelines(pending)  # no joined copy of the batch
+    state.offset += size
+    state.transferred += size
+    on_bytes(size)
 
 
 async def read_head(path: Path) -> bytes:
