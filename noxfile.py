@@ -47,7 +47,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks; each prints a table of figures and ratios to a baseline."""
+    """Run the benchmarks; each prints a table of figures and ratios to a baseline.
+
+    Arguments after ``--`` go to benchmarks/download.py (e.g. ``-- --quick --repeat 3``).
+    """
     session.install("-e", ".")
-    for script in ("benchmarks/parsing.py", "benchmarks/download.py"):
-        session.run("python", script, *session.posargs)
+    session.run("python", "benchmarks/parsing.py")
+    session.run("python", "benchmarks/download.py", *session.posargs)
