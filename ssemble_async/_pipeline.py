@@ -620,9 +620,14 @@ class _Pipeline:
                 active.done = state.offset
                 await _clock.sleep(backoff_delay(self.retry, max(1, failures_in_a_row)))
                 continue
-            if not state.head_checked and not looks_like_mp4(await read_head(part)):
+            if state.head_checked or looks_like_mp4(await read_head(part)):
+                return
+            # The start came from an earlier run's .part and is not an MP4: the stream is
+            # checked from its first byte when fetched again, so start over once.
+            if tries >= MAX_TRIES:
                 raise DownloadError("the downloaded file is not an MP4 (no ftyp box at its start)")
-            return
+            state.offset, state.validator = 0, None
+            active.done = 0
 
 
 async def _preflight(

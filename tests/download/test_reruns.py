@@ -104,6 +104,24 @@ async def test_cancelled_run_leaves_no_partial_final_file_and_resumes(
     assert not list(tmp_path.rglob("*.part"))
 
 
+async def test_resumed_part_with_a_corrupt_start_is_fetched_again(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = job(fake_ssemble, 3_000_000)
+    clip_id = fake_ssemble.jobs[rid].job.clips[0].clip_id
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, stall_at=1_000_000, stall_seconds=60))
+    with anyio.move_on_after(1):
+        await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
+    (part,) = tmp_path.rglob("*.part")
+    with part.open("r+b") as file:  # damage the start of what the first run kept
+        file.write(b"JUNKJUNKJUNK")
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    ranges = [h.get("Range") for h in clip_gets(fake_ssemble)[1:]]
+    assert ranges == ["bytes=1000000-", None]  # resumed, found the start bad, started over
+
+
 async def test_stray_part_without_a_validator_is_discarded(
     fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
 ) -> None:
