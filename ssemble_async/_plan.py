@@ -22,6 +22,9 @@ __all__ = [
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 80
 _MAX_NAME = 100
+# Device names Windows opens instead of a file when they are the part of a name before its
+# first dot, in any case and with any extension ("nul.mp4" is NUL). CONIN$, CONOUT$ and the
+# superscript-digit forms (COM¹...) cannot occur: "$" and non-ASCII are always replaced.
 _RESERVED = {
     "CON",
     "PRN",
@@ -37,27 +40,54 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
+def _is_reserved(name: str) -> bool:
+    return name.split(".", maxsplit=1)[0].upper() in _RESERVED
+
+
+def _is_safe(name: str) -> bool:
+    return (
+        0 < len(name) <= _MAX_NAME
+        and _UNSAFE.search(name) is None
+        and not name.startswith(".")
+        and not name.endswith(".")
+        and not _is_reserved(name)
+    )
+
+
+def _marked(base: str, key: str) -> str:
+    """``base`` (safe characters only) without leading dots, cut to 80, ``-``, hash of ``key``.
+
+    Ending in the hash, the result never ends with a dot; when the part before its first dot
+    is a device name (``nul.mp4-<hash>``), a leading ``_`` makes it an ordinary name.
+    """
+    stem = f"{base.lstrip('.')[:_MAX_STEM] or '_'}-{_digest(key)}"
+    return f"_{stem}" if _is_reserved(stem) else stem
+
+
 def safe_name(value: str) -> str:
     """A file-name stem for an id: the id itself when it is safe, else a marked safe form.
 
-    Safe means ASCII letters, digits, ``.``, ``_`` and ``-`` only, not starting with a dot,
-    at most 100 characters and not a reserved device name. Anything else is replaced (and
-    cut to 80 characters) and a hash of the original id is appended, so two different ids
-    never share a stem and the result is itself safe (``safe_name(safe_name(x)) ==
-    safe_name(x)``).
+    Safe means ASCII letters, digits, ``.``, ``_`` and ``-`` only, not starting or ending
+    with a dot, at most 100 characters, and a part before the first dot that is not a
+    Windows device name (``CON``, ``PRN``, ``AUX``, ``NUL``, ``COM0``-``COM9``,
+    ``LPT0``-``LPT9``, in any case), so that neither the stem nor ``<stem>.mp4`` nor
+    ``<stem>.mp4.part`` names a device. Anything else is replaced (and cut to 80
+    characters) and a hash of the original id is appended, so two different ids never share
+    a stem unless one of them is itself the marked form of the other, and the result is
+    itself safe (``safe_name(safe_name(x)) == safe_name(x)``).
     """
-    cleaned = _UNSAFE.sub("_", value).lstrip(".")
-    reserved = value.split(".", maxsplit=1)[0].upper() in _RESERVED
-    if cleaned == value and value and len(value) <= _MAX_NAME and not reserved:
+    if _is_safe(value):
         return value
-    return f"{cleaned[:_MAX_STEM] or '_'}-{_digest(value)}"
+    return _marked(_UNSAFE.sub("_", value), value)
 
 
 def clip_file_names(clip_ids: Iterable[str]) -> dict[str, str]:
     """Map each clip id of one request to a distinct ``<stem>.mp4`` file name.
 
-    Stems differ even on case-insensitive file systems: a clash of two stems that differ
-    only in case is settled by appending the id's hash to the later one.
+    Stems differ even on case-insensitive file systems: a stem that only differs in case
+    from one taken earlier (also one made by such a clash) is replaced by the id's marked
+    form, hashed again with a counter until it is free. Every stem is as safe as
+    :func:`safe_name` makes it.
     """
     names: dict[str, str] = {}
     taken: set[str] = set()
@@ -65,8 +95,10 @@ def clip_file_names(clip_ids: Iterable[str]) -> dict[str, str]:
         if clip_id in names:
             continue
         stem = safe_name(clip_id)
-        if stem.casefold() in taken:
-            stem = f"{stem}-{_digest(clip_id)}"
+        clashes = 0
+        while stem.casefold() in taken:
+            clashes += 1
+            stem = _marked(safe_name(clip_id), clip_id + "\x00" * (clashes - 1))
         taken.add(stem.casefold())
         names[clip_id] = f"{stem}.mp4"
     return names

@@ -20,16 +20,75 @@ from ssemble_async._plan import (
 
 ids = st.text(min_size=0, max_size=120)
 
+# Listed here independently of the code under test: Windows opens these devices for any
+# name whose part before the first dot is one of them, in any case (CONIN$ and CONOUT$ too).
+WINDOWS_DEVICES = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "CONIN$",
+    "CONOUT$",
+    *(f"{port}{n}" for port in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]),
+}
 
-@given(st.one_of(ids, st.text(alphabet="0a._-/", min_size=70, max_size=130)))
+
+def device_name(value: str) -> st.SearchStrategy[str]:
+    """``value`` in a random mix of upper and lower case."""
+    return st.tuples(*(st.sampled_from(sorted({c.lower(), c.upper()})) for c in value)).map("".join)
+
+
+# A device name in any case, then any extensions, dots, spaces or other characters.
+reserved_ids = st.builds(
+    lambda name, tail: name + tail,
+    st.sampled_from(sorted(WINDOWS_DEVICES)).flatmap(device_name),
+    st.one_of(
+        st.just(""),
+        st.text(alphabet=". ", min_size=1, max_size=4),
+        st.lists(st.sampled_from([".mp4", ".part", ".tar", ".", " ", ".gz", ".."])).map("".join),
+        st.text(max_size=110).map(lambda rest: "." + rest),
+    ),
+)
+any_ids = st.one_of(
+    ids,
+    reserved_ids,
+    st.text(alphabet="0a._-/", min_size=70, max_size=130),
+    st.text(alphabet="nulNUL.mp4 ", max_size=12),
+)
+
+
+def is_portable(name: str) -> bool:
+    """Usable as a file name on Windows, macOS and Linux, and not renamed by any of them."""
+    return (
+        0 < len(name) <= 100
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+        and not name.startswith(".")
+        and not name.endswith((".", " "))
+        and name.split(".", 1)[0].upper() not in WINDOWS_DEVICES
+    )
+
+
+@given(any_ids)
 def test_safe_name_is_idempotent_and_safe(value: str) -> None:
     name = safe_name(value)
     assert safe_name(name) == name
-    assert name and not name.startswith(".")
-    assert "/" not in name and "\\" not in name and "\x00" not in name
-    assert name not in (".", "..")
-    assert len(name) <= 100
-    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+    assert is_portable(name)
+    for file_name in (f"{name}.mp4", f"{name}.mp4.part", f"{name}.json"):
+        assert file_name.split(".", 1)[0].upper() not in WINDOWS_DEVICES
+
+
+@given(reserved_ids)
+def test_device_names_in_any_case_and_with_any_extension_are_changed(value: str) -> None:
+    name = safe_name(value)
+    assert name != value
+    assert is_portable(name)
+    assert safe_name(name) == name
+
+
+@given(any_ids, any_ids)
+def test_different_ids_get_different_stems(one: str, other: str) -> None:
+    if one != other:
+        assert safe_name(one) != safe_name(other)
 
 
 @given(st.text(alphabet="abcdef0123456789-", min_size=1, max_size=60))
@@ -61,6 +120,23 @@ def test_no_two_clips_share_a_path(clip_ids: list[str]) -> None:
         ("a/b", True),
         ("CON", True),
         ("con.txt", True),
+        ("nul.mp4", True),
+        ("NuL", True),
+        ("Com1.tar.gz", True),
+        ("lpt0", True),
+        ("aux.", True),
+        ("prn..", True),
+        ("CONIN$", True),
+        ("conout$.log", True),
+        ("CONSOLE", False),
+        ("con-1", False),
+        ("nul_x.mp4", False),
+        ("COM10", False),
+        ("LPT", False),
+        ("a.b", False),
+        ("a.", True),
+        ("a..", True),
+        ("clip.", True),
         ("", True),
         ("x" * 100, False),
         ("x" * 101, True),
@@ -72,10 +148,57 @@ def test_safe_name_examples(value: str, changed: bool) -> None:
     assert (safe_name(value) != value) is changed
 
 
+def test_nul_mp4_becomes_a_name_whose_first_part_is_no_device() -> None:
+    name = safe_name("nul.mp4")
+    assert name.split(".", 1)[0].upper() != "NUL"
+    assert name.startswith("_nul.mp4-")
+    assert is_portable(name)
+
+
+def test_trailing_dots_of_two_ids_do_not_make_them_collide_on_windows() -> None:
+    stems = {safe_name(value) for value in ("clip", "clip.", "clip..")}
+    assert len({stem.rstrip(". ").casefold() for stem in stems}) == 3
+
+
 def test_clashes_that_differ_only_in_case_get_distinct_names() -> None:
     names = clip_file_names(["Clip", "clip", "CLIP"])
     assert len({n.casefold() for n in names.values()}) == 3
     assert names["Clip"] == "Clip.mp4"
+
+
+def test_a_stem_made_by_a_clash_is_not_reused_when_an_id_already_has_it() -> None:
+    made = clip_file_names(["Clip", "clip"])["clip"].removesuffix(".mp4")
+    names = clip_file_names([made, "Clip", "clip"])
+    assert len({n.casefold() for n in names.values()}) == 3
+    assert names[made] == f"{made}.mp4"
+
+
+def test_clashing_ids_of_100_characters_keep_stems_within_100() -> None:
+    names = clip_file_names(["A" * 100, "a" * 100, "a" * 99 + "A"])
+    assert len({n.casefold() for n in names.values()}) == 3
+    assert all(is_portable(n.removesuffix(".mp4")) for n in names.values())
+
+
+def with_clash_stems(base: list[str]) -> st.SearchStrategy[list[str]]:
+    """``base`` plus the stems its clashes produce (in both cases), in any order."""
+    stems = [name.removesuffix(".mp4") for name in clip_file_names(base).values()]
+    return st.permutations([*base, *stems, *(stem.swapcase() for stem in stems)])
+
+
+# Ids that clash in case with each other and with the stems that clashes produce.
+clashing_ids = st.lists(
+    st.one_of(st.text(alphabet="aA", min_size=1, max_size=2), reserved_ids), max_size=8
+).flatmap(with_clash_stems)
+
+
+@given(st.one_of(clashing_ids, st.lists(any_ids, max_size=30)))
+def test_clip_file_names_are_distinct_in_any_case_and_portable(clip_ids: list[str]) -> None:
+    names = clip_file_names(clip_ids)
+    assert set(names) == set(clip_ids)
+    assert len({n.casefold() for n in names.values()}) == len(names)
+    assert all(is_portable(name.removesuffix(".mp4")) for name in names.values())
+    if clip_ids:
+        assert names[clip_ids[0]] == f"{safe_name(clip_ids[0])}.mp4"
 
 
 @pytest.mark.parametrize(
