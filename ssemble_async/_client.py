@@ -22,12 +22,14 @@ from ssemble_async._config import (
     poll_delay,
 )
 from ssemble_async._converter import (
+    PageStep,
     is_hex24,
     parse_created,
     parse_page,
     parse_shorts_request,
     parse_status,
     parse_templates,
+    step_after_page,
 )
 from ssemble_async._download_models import DownloadReport
 from ssemble_async._errors import (
@@ -372,20 +374,23 @@ class Client:
         limit: int,
         params: dict[str, str | None] | None = None,
     ) -> AsyncIterator[T]:
+        """Yield each item of a paged list, a call per page, until :func:`step_after_page` stops."""
         fixed = {k: v for k, v in (params or {}).items() if v is not None}
-        page = 1
+        page, seen, previous_ids = 1, 0, None
         while True:
             query = {**fixed, "page": str(page), "limit": str(limit)}
             response = await self._api.request("GET", path, params=query)
             result = parse_page(response.body, item_type, status=response.status)
+            step = step_after_page(
+                result, number=page, requested=limit, seen=seen, previous_ids=previous_ids
+            )
+            if step is PageStep.REPEAT:
+                return
             for item in result.items:
                 yield item
-            total_pages = result.pagination.total_pages
-            if not result.items or len(result.items) < limit:
+            if step is PageStep.LAST:
                 return
-            if total_pages is not None and page >= total_pages:
-                return
-            page += 1
+            page, seen, previous_ids = page + 1, seen + len(result.items), result.ids
 
     # -- waiting --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ that still does not fit raises :class:`ResponseValidationError` with a readable 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import math
 import re
@@ -41,13 +42,16 @@ from ssemble_async._ratelimit import parse_timestamp
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_PAGES",
     "Page",
+    "PageStep",
     "converter",
     "parse_created",
     "parse_page",
     "parse_shorts_request",
     "parse_status",
     "parse_templates",
+    "step_after_page",
 ]
 
 T = TypeVar("T")
@@ -86,15 +90,17 @@ _ALIASES: dict[type[Any], dict[str, tuple[str, ...]]] = {
         "page": ("page", "currentPage"),
         "limit": ("limit", "itemsPerPage"),
         "total_count": ("totalCount", "totalItems", "total"),
+        "has_more": ("hasMore", "hasNextPage"),
     },
 }
 
 
 @attrs.frozen(kw_only=True)
 class Page:
-    """One page of a paged list: its items and its paging info."""
+    """One page of a paged list: its items, their ids (in order) and its paging info."""
 
     items: tuple[Any, ...]
+    ids: tuple[str, ...]
     pagination: Pagination
 
 
@@ -360,20 +366,22 @@ def _default_flags(data: Mapping[str, Any]) -> list[bool | None]:
     ]
 
 
-_PAGE_KEYS: dict[type[Any], tuple[str, str]] = {
-    RequestSummary: ("requests", "GET /shorts"),
-    MusicTrack: ("music", "GET /music"),
-    GameVideo: ("gameVideos", "GET /game-videos"),
-    MemeHook: ("memeHooks", "GET /meme-hooks"),
+# Per item type: the key of the list in ``data``, the call (for messages), the id attribute.
+_PAGE_KEYS: dict[type[Any], tuple[str, str, str]] = {
+    RequestSummary: ("requests", "GET /shorts", "request_id"),
+    MusicTrack: ("music", "GET /music", "name"),
+    GameVideo: ("gameVideos", "GET /game-videos", "name"),
+    MemeHook: ("memeHooks", "GET /meme-hooks", "name"),
 }
 
 
 def parse_page(body: bytes, item_type: type[T], *, status: int = 200) -> Page:
     """Parse one page of a paged list of ``item_type`` items.
 
-    ``total_pages`` is derived from the total count and the limit when it is missing.
+    ``total_pages`` is derived from the total count and the server's own page size (its
+    ``limit`` echo) when it is missing.
     """
-    key, what = _PAGE_KEYS[item_type]
+    key, what, id_attribute = _PAGE_KEYS[item_type]
     data = _load_data(body, what, status)
     if not isinstance(data, Mapping):
         raise ResponseValidationError(f"{what}: 'data' is not an object", status=status)
@@ -385,8 +393,75 @@ def parse_page(body: bytes, item_type: type[T], *, status: int = 200) -> Page:
         else _structure(raw_paging, Pagination, what, status, body)
     )
     if paging.total_pages is None and paging.total_count is not None and paging.limit:
-        paging = attrs.evolve(paging, total_pages=math.ceil(paging.total_count / paging.limit))
-    return Page(items=items, pagination=paging)
+        paging = attrs.evolve(paging, total_pages=-(-paging.total_count // paging.limit))
+    ids = tuple(getattr(item, id_attribute) for item in items)
+    return Page(items=items, ids=ids, pagination=paging)
+
+
+#: The most pages one listing fetches, whatever the server says: a bound for a server that
+#: keeps reporting more pages and sending new items (at 100 a page, a million items).
+MAX_PAGES = 10_000
+
+
+class PageStep(enum.Enum):
+    """What a listing does with the page it just fetched (see :func:`step_after_page`)."""
+
+    NEXT = "next"
+    """Yield its items and fetch the next page."""
+    LAST = "last"
+    """Yield its items (if any) and stop."""
+    REPEAT = "repeat"
+    """Stop without yielding: it repeats the page before (the server ignores ``page``)."""
+
+
+def step_after_page(
+    page: Page,
+    *,
+    number: int,
+    requested: int,
+    seen: int,
+    previous_ids: tuple[str, ...] | None,
+) -> PageStep:
+    """Decide whether a listing goes on after page ``number`` (1-based), from its own figures.
+
+    An empty page ends the listing, and so does page :data:`MAX_PAGES` (after its items); a
+    page with the same ids as the one before is dropped and ends it. Otherwise the server's
+    figures decide:
+
+    * with ``total_pages`` (sent, or derived from the total and its own page size) or
+      ``total_count``: go on while this page is before the last page or fewer items than
+      the total were listed, however short the page (a server may cap its page size below
+      the requested ``limit``). Each page lists at least one item, so the totals also bound
+      the number of pages.
+    * else with ``has_more``: go on exactly when it is true.
+    * with no figures at all: go on while pages are full (as long as the server's ``limit``
+      echo, else as ``requested``); a short page is the last.
+
+    Args:
+        page: the page just fetched.
+        number: its page number.
+        requested: the ``limit`` the listing sends.
+        seen: items yielded before this page.
+        previous_ids: the ids of the page before, None for the first page.
+    """
+    if not page.items:
+        return PageStep.LAST
+    if page.ids == previous_ids:
+        return PageStep.REPEAT
+    paging = page.pagination
+    if number >= MAX_PAGES:
+        more = False
+    elif paging.total_pages is not None or paging.total_count is not None:
+        before_last_page = paging.total_pages is not None and number < paging.total_pages
+        short_of_total = (
+            paging.total_count is not None and seen + len(page.items) < paging.total_count
+        )
+        more = before_last_page or short_of_total
+    elif paging.has_more is not None:
+        more = paging.has_more
+    else:
+        more = len(page.items) >= (paging.limit or requested)
+    return PageStep.NEXT if more else PageStep.LAST
 
 
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")

@@ -402,10 +402,13 @@ class Pagination:
         page: this page's number (``page`` or ``currentPage``).
         limit: page size (``limit`` or ``itemsPerPage``).
         total_pages: number of pages, derived from the total when absent.
-        total_count: number of items (``totalCount`` or ``totalItems``).
+        total_count: number of items (``totalCount``, ``totalItems`` or ``total``).
+        has_more: whether a page follows this one (``hasMore`` or ``hasNextPage``), for
+            servers that page without totals.
     """
 
     page: int | None = None
     limit: int | None = None
     total_pages: int | None = None
     total_count: int | None = None
+    has_more: bool | None = None

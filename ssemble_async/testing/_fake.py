@@ -245,7 +245,13 @@ class FakeSsembleAPI:
         hourly_limit: ``X-RateLimit-Limit-Hour`` and the hourly quota.
         daily_limit: ``X-RateLimit-Limit-Day`` and the daily quota.
         pagination_style: ``"docs"`` sends ``{page, limit, totalPages, totalCount}``;
-            ``"plan"`` sends ``{currentPage, totalPages, totalItems, itemsPerPage}``.
+            ``"plan"`` sends ``{currentPage, totalPages, totalItems, itemsPerPage}``;
+            ``"none"`` sends no ``pagination`` object at all.
+        max_page_size: Paged lists serve at most this many items a page, however large the
+            ``limit`` asked for (None: as many as asked); the pagination reports the page
+            size served and the number of pages at that size.
+        ignore_page: Paged lists answer every call with their first page, whatever
+            ``page`` asks for (as a server that does not know the parameter).
         delete_style: ``"200"`` answers DELETE with a JSON message, ``"204"`` with no body.
         id_key_style: ``"_id"`` sends the docs' status and request shapes; ``"requestId"``
             sends the M-plan shapes (``requestId``; status with ``message`` and
@@ -273,7 +279,9 @@ class FakeSsembleAPI:
         api_key: str | None = None,
         hourly_limit: int = 100_000,
         daily_limit: int = 1_000_000,
-        pagination_style: Literal["docs", "plan"] = "docs",
+        pagination_style: Literal["docs", "plan", "none"] = "docs",
+        max_page_size: int | None = None,
+        ignore_page: bool = False,
         delete_style: Literal["200", "204"] = "200",
         id_key_style: Literal["_id", "requestId"] = "_id",
         create_style: Literal["mcode", "plan"] = "mcode",
@@ -288,6 +296,7 @@ class FakeSsembleAPI:
         )
         self.hourly_limit, self.daily_limit = hourly_limit, daily_limit
         self.pagination_style, self.delete_style = pagination_style, delete_style
+        self.max_page_size, self.ignore_page = max_page_size, ignore_page
         self.id_key_style, self.create_style = id_key_style, create_style
         self.auto_job = auto_job
         self.clip_bytes_per_second = clip_bytes_per_second
@@ -586,7 +595,14 @@ class FakeSsembleAPI:
 
     def _page(self, key: str, items: Sequence[Any], query: Mapping[str, str]) -> web.Response:
         page, limit = _paging(query)
+        if self.ignore_page:
+            page = 1
+        if self.max_page_size is not None:
+            limit = min(limit, self.max_page_size)
         total, pages = len(items), -(-len(items) // limit)
+        served = list(items[(page - 1) * limit : page * limit])
+        if self.pagination_style == "none":
+            return _data({key: served})
         pagination = (
             {"page": page, "limit": limit, "totalPages": pages, "totalCount": total}
             if self.pagination_style == "docs"
@@ -597,9 +613,7 @@ class FakeSsembleAPI:
                 "itemsPerPage": limit,
             }
         )
-        return _data(
-            {key: list(items[(page - 1) * limit : page * limit]), "pagination": pagination}
-        )
+        return _data({key: served, "pagination": pagination})
 
     def _asset_handler(self, key: str, items: Sequence[dict[str, Any]]) -> Handler:
         async def handler(request: web.Request) -> web.Response:

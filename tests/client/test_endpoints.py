@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from ssemble_async import (
@@ -229,6 +230,50 @@ async def test_list_requests_pages_through_everything(style: str) -> None:
             "updatedAt",
             "asc",
         )
+
+
+@pytest.mark.parametrize("style", ["docs", "plan"])
+async def test_a_server_capping_its_page_size_is_paged_by_its_own_figures(style: str) -> None:
+    async with (
+        FakeSsembleAPI(pagination_style=style, max_page_size=20) as fake,  # type: ignore[arg-type]
+        Client(fake.api_key, base_url=fake.base_url) as client,
+    ):
+        rids = {fake.add_job(finished_job()) for _ in range(45)}
+        with anyio.fail_after(10):
+            listed = [item.request_id async for item in client.list_requests(page_size=50)]
+            music = [track.name async for track in client.list_music(page_size=50)]
+        assert len(listed) == 45 and set(listed) == rids
+        assert len(music) == len(set(music)) == 45
+        calls = [r for r in fake.api_requests if r.path.endswith(("/shorts", "/music"))]
+        assert [(r.query["page"], r.query["limit"]) for r in calls] == [
+            (str(page), "50") for page in (1, 2, 3)
+        ] * 2
+
+
+@pytest.mark.parametrize("page_size", [20, 45, 100])
+async def test_a_server_ignoring_page_without_pagination_ends_and_lists_once(
+    page_size: int,
+) -> None:
+    async with (
+        FakeSsembleAPI(pagination_style="none", ignore_page=True) as fake,
+        Client(fake.api_key, base_url=fake.base_url) as client,
+    ):
+        with anyio.fail_after(10):
+            music = [track.name async for track in client.list_music(page_size=page_size)]
+        assert len(music) == len(set(music)) == min(page_size, 45)
+        calls = [r for r in fake.api_requests if r.path.endswith("/music")]
+        assert len(calls) == (2 if page_size <= 45 else 1)
+
+
+async def test_a_server_ignoring_page_with_totals_stops_at_the_repeat() -> None:
+    async with (
+        FakeSsembleAPI(ignore_page=True) as fake,
+        Client(fake.api_key, base_url=fake.base_url) as client,
+    ):
+        with anyio.fail_after(10):
+            hooks = [hook.name async for hook in client.list_meme_hooks(page_size=50)]
+        assert len(hooks) == len(set(hooks)) == 50
+        assert len([r for r in fake.api_requests if r.path.endswith("/meme-hooks")]) == 2
 
 
 async def test_list_requests_empty(client: Client) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ssemble_async import (
     CreatedRequest,
@@ -20,12 +24,17 @@ from ssemble_async import (
 )
 from ssemble_async._converter import (
     MAX_BODY_BYTES,
+    MAX_PAGES,
+    Page,
+    PageStep,
     parse_created,
     parse_page,
     parse_shorts_request,
     parse_status,
     parse_templates,
+    step_after_page,
 )
+from ssemble_async._models import Pagination
 
 PAYLOADS = Path(__file__).parent.parent / "payloads"
 
@@ -228,6 +237,193 @@ def test_page_without_pagination_object() -> None:
     assert [t.name for t in page.items] == ["A"]
 
 
+# -- pagination: what a page says, and when a listing goes on -------------------------------
+
+
+def test_page_ids_are_the_request_ids_or_the_asset_names() -> None:
+    assert parse_page(payload("list_docs.json"), RequestSummary).ids == (
+        "67d1f0a2b3c4d5e6f7a8b9c0",
+    )
+    assert parse_page(payload("music.json"), MusicTrack).ids == ("Night Drive", "Sunny Loop")
+
+
+@pytest.mark.parametrize(
+    ("pagination", "expected"),
+    [
+        ('{"hasMore": true}', Pagination(has_more=True)),
+        ('{"hasNextPage": "false", "page": 2}', Pagination(page=2, has_more=False)),
+        ('{"total": 45, "limit": 20}', Pagination(limit=20, total_count=45, total_pages=3)),
+        ('{"totalItems": 45}', Pagination(total_count=45)),
+        (  # exact, where dividing as floats would be 22 pages short
+            f'{{"totalCount": {2**60}, "limit": 3}}',
+            Pagination(limit=3, total_count=2**60, total_pages=(2**60 + 2) // 3),
+        ),
+    ],
+)
+def test_pagination_variants(pagination: str, expected: Pagination) -> None:
+    body = f'{{"data": {{"music": [], "pagination": {pagination}}}}}'.encode()
+    assert parse_page(body, MusicTrack).pagination == expected
+
+
+def make_page(ids: tuple[str, ...], **figures: Any) -> Page:
+    return Page(items=ids, ids=ids, pagination=Pagination(**figures))
+
+
+TWENTY = tuple(f"i{n}" for n in range(20))
+FIVE = TWENTY[:5]
+
+
+@pytest.mark.parametrize(
+    ("page", "number", "seen", "expected"),
+    [
+        # the server caps its pages at 20 of the 50 asked for; its totals say 45 items
+        (make_page(TWENTY, limit=20, total_pages=3, total_count=45), 1, 0, PageStep.NEXT),
+        (make_page(TWENTY, limit=20, total_pages=3, total_count=45), 2, 20, PageStep.NEXT),
+        (make_page(FIVE, limit=20, total_pages=3, total_count=45), 3, 40, PageStep.LAST),
+        (make_page(FIVE, total_pages=3), 1, 0, PageStep.NEXT),
+        (make_page(FIVE, total_pages=3), 3, 40, PageStep.LAST),
+        # a total count without a page size: go on until that many were listed
+        (make_page(TWENTY, total_count=45), 2, 20, PageStep.NEXT),
+        (make_page(FIVE, total_count=45), 3, 40, PageStep.LAST),
+        # the totals win over hasMore, in both directions
+        (make_page(FIVE, total_pages=3, has_more=False), 2, 20, PageStep.NEXT),
+        (make_page(FIVE, total_pages=1, total_count=5, has_more=True), 1, 0, PageStep.LAST),
+        # hasMore alone
+        (make_page(FIVE, has_more=True), 1, 0, PageStep.NEXT),
+        (make_page(TWENTY + TWENTY + FIVE, has_more=False), 1, 0, PageStep.LAST),
+        # no figures at all: a short page is the last, by the server's limit echo if any
+        (make_page(TWENTY + TWENTY + TWENTY[:10]), 1, 0, PageStep.NEXT),
+        (make_page(TWENTY), 1, 0, PageStep.LAST),
+        (make_page(TWENTY, limit=20), 1, 0, PageStep.NEXT),
+        (make_page(FIVE, limit=20), 1, 0, PageStep.LAST),
+        # an empty page ends it whatever the figures say
+        (make_page((), total_pages=9, total_count=99, has_more=True), 2, 20, PageStep.LAST),
+        # and so does the page cap
+        (make_page(TWENTY, total_pages=MAX_PAGES * 2), MAX_PAGES, 0, PageStep.LAST),
+        (make_page(TWENTY, total_pages=MAX_PAGES * 2), MAX_PAGES - 1, 0, PageStep.NEXT),
+    ],
+)
+def test_step_after_page(page: Page, number: int, seen: int, expected: PageStep) -> None:
+    previous = tuple(f"p{n}" for n in range(20)) if number > 1 else None
+    assert step_after_page(page, number=number, requested=50, seen=seen, previous_ids=previous) == (
+        expected
+    )
+
+
+def test_a_page_repeating_the_one_before_is_dropped_whatever_its_figures() -> None:
+    page = make_page(TWENTY, limit=20, total_pages=3, total_count=45, has_more=True)
+    step = step_after_page(page, number=2, requested=20, seen=20, previous_ids=TWENTY)
+    assert step is PageStep.REPEAT
+    other = step_after_page(page, number=2, requested=20, seen=20, previous_ids=TWENTY[::-1])
+    assert other is PageStep.NEXT
+
+
+Server = Callable[[int], Page]
+
+
+def list_all(serve: Server, requested: int) -> tuple[list[str], int]:
+    """Page through ``serve`` as ``Client._paginate`` does: (ids listed, pages fetched)."""
+    number, seen, previous = 1, 0, None
+    listed: list[str] = []
+    while True:
+        assert number <= MAX_PAGES, "went past the page cap"
+        page = serve(number)
+        step = step_after_page(
+            page, number=number, requested=requested, seen=seen, previous_ids=previous
+        )
+        if step is not PageStep.NEXT and page.items and page.ids != previous:
+            # it stopped on a page that is not empty nor a repeat: the figures must agree
+            paging = page.pagination
+            assert (
+                number >= MAX_PAGES or paging.total_pages is None or (number >= paging.total_pages)
+            )
+            assert (
+                number >= MAX_PAGES
+                or paging.total_count is None
+                or (seen + len(page.items) >= paging.total_count)
+            )
+        if step is PageStep.REPEAT:
+            return listed, number
+        listed.extend(page.ids)
+        if step is PageStep.LAST:
+            return listed, number
+        number, seen, previous = number + 1, seen + len(page.items), page.ids
+
+
+STYLES = ("docs", "count", "has_more", "limit_echo", "none")
+
+
+@given(
+    count=st.integers(0, 120),
+    requested=st.integers(1, 100),
+    cap=st.integers(1, 100),
+    style=st.sampled_from(STYLES),
+)
+def test_an_honest_server_of_any_style_and_page_cap_is_listed_whole(
+    count: int, requested: int, cap: int, style: str
+) -> None:
+    # a server without any figures can only be followed when it serves full pages
+    size = requested if style == "none" else min(requested, cap)
+    pages = -(-count // size)
+    ids = tuple(f"item{n}" for n in range(count))
+
+    def serve(number: int) -> Page:
+        chunk = ids[(number - 1) * size : number * size]
+        figures: dict[str, Pagination] = {
+            "docs": Pagination(page=number, limit=size, total_pages=pages, total_count=count),
+            "count": Pagination(total_count=count),
+            "has_more": Pagination(has_more=number < pages),
+            "limit_echo": Pagination(page=number, limit=size),
+            "none": Pagination(),
+        }
+        return Page(items=chunk, ids=chunk, pagination=figures[style])
+
+    listed, fetched = list_all(serve, requested)
+    assert tuple(listed) == ids
+    assert fetched <= max(pages, 1) + 1
+
+
+pagination_figures = st.builds(
+    Pagination,
+    page=st.none() | st.integers(-2, 10),
+    limit=st.none() | st.integers(-1, 120),
+    total_pages=st.none() | st.integers(-1, 12) | st.just(10**9),
+    total_count=st.none() | st.integers(-1, 500) | st.just(10**9),
+    has_more=st.none() | st.booleans(),
+)
+ids_of_a_page = st.lists(st.sampled_from("abcdef"), max_size=6).map(tuple)
+
+
+@given(
+    head=st.lists(st.tuples(ids_of_a_page, pagination_figures), max_size=12),
+    then=st.sampled_from(("repeat", "empty", "fresh", "cycle")),
+    figures=pagination_figures,
+    requested=st.integers(1, 100),
+)
+def test_any_server_is_listed_to_an_end_and_never_left_while_its_totals_say_more(
+    head: list[tuple[tuple[str, ...], Pagination]],
+    then: str,
+    figures: Pagination,
+    requested: int,
+) -> None:
+    """Pages as scripted, then the last one again, or empty ones, or new items forever."""
+
+    def serve(number: int) -> Page:
+        if number <= len(head):
+            ids, paging = head[number - 1]
+        elif then == "repeat" and head:
+            ids, paging = head[-1]
+        elif then == "empty":
+            ids, paging = (), figures
+        elif then == "cycle":
+            ids, paging = (("x",), ("y",))[number % 2], figures
+        else:
+            ids, paging = (f"new{number}",), figures
+        return Page(items=ids, ids=ids, pagination=paging)
+
+    list_all(serve, requested)
+
+
 def test_unwrapped_payload_is_accepted() -> None:
     created = parse_created(b'{"requestId": "67d1f0a2b3c4d5e6f7a8b9c0", "status": "queued"}')
     assert created.request_id == "67d1f0a2b3c4d5e6f7a8b9c0"
@@ -305,3 +501,11 @@ def test_lenient_scalars() -> None:
     assert (short.recompiling, short.error, short.width, short.height) == (False, False, 720, 1280)
     assert request.created_at == request.updated_at
     assert request.created_at == dt.datetime(2025, 3, 2, 9, 14, 5, tzinfo=dt.timezone.utc)
+
+
+def test_a_server_that_always_has_more_new_items_is_left_at_the_page_cap() -> None:
+    def serve(number: int) -> Page:
+        return make_page((f"new{number}",), total_pages=10**9, has_more=True)
+
+    listed, fetched = list_all(serve, requested=1)
+    assert fetched == len(listed) == MAX_PAGES
