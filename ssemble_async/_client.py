@@ -80,7 +80,10 @@ MAX_CTA_CHARS = 200
 
 
 def validate_request_id(request_id: object) -> str:
-    """Return ``request_id`` if it is a 24-character hex string; raise otherwise.
+    """Return ``request_id`` (lower-cased) if it is a 24-character hex string; raise otherwise.
+
+    Request ids are hexadecimal: ``665A...`` and ``665a...`` name the same request, so the
+    lower-case form is the one sent, stored and reported.
 
     Raises:
         InvalidRequestIdError: before any request is sent.
@@ -93,7 +96,7 @@ def validate_request_id(request_id: object) -> str:
             f"invalid request id {shown}: a request id is 24 hexadecimal characters,"
             " as returned by create_short (e.g. '665a1b2c3d4e5f6a7b8c9d0e')."
         )
-    return request_id
+    return request_id.lower()
 
 
 def _check_page_size(page_size: int) -> int:
@@ -485,14 +488,17 @@ class Client:
             )
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        refs = unique_requests(requests)
-        for ref in refs:
+        checked: list[RequestRef] = []
+        for ref in requests:
             if isinstance(ref, str):
-                validate_request_id(ref)
-            elif not isinstance(ref, ShortsRequest):
+                checked.append(validate_request_id(ref))
+            elif isinstance(ref, ShortsRequest):
+                checked.append(ref)
+            else:
                 raise TypeError(
                     f"expected request ids or ShortsRequest objects, got {type(ref).__name__}"
                 )
+        refs = unique_requests(checked)
         return run_pipeline(
             self,
             refs,

@@ -140,6 +140,8 @@ def _to_float(value: object, _: object) -> float:
 
 
 def _to_int(value: object, _: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # exact: a float would round integers past 2**53 (nanosecond times)
     number = _to_float(value, None)
     if math.isinf(number) or number != int(number):
         raise _fail(value, "an integer")

@@ -135,6 +135,8 @@ class DownloadStats:
         bytes_done: bytes on disk for the clips of this call (finished and in flight).
         bytes_expected: the sum of the sizes known so far.
         requests_pending: requests not yet read (or still being waited for).
+        folders_busy: request folders that another run is writing now; this run waits for
+            it to finish before it touches them (then finds its complete clips present).
     """
 
     clips_known: int = 0
@@ -145,6 +147,7 @@ class DownloadStats:
     bytes_done: int = 0
     bytes_expected: int = 0
     requests_pending: int = 0
+    folders_busy: tuple[Path, ...] = ()
 
     @property
     def clips_done(self) -> int:

@@ -6,19 +6,23 @@ All of it runs inside one anyio task group; nothing outlives the call::
          │                       ▲              │
          └─► recompile watcher ──┘              └─► fresh URL on expiry
              (one re-read of the request per round, shared with the workers)
+
+Each request folder is written by one run at a time: its :class:`RequestStore` takes the
+folder's lock before reading the manifest, and lets it go once every clip of the request
+has its outcome. The pipeline reaches the API only through :class:`RequestReader` (the two
+calls it needs), the bytes only through :func:`fetch_clip`.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import aiofiles
 import aiofiles.os
 import aiohttp
 import anyio
@@ -27,7 +31,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ssemble_async import _clock
-from ssemble_async._config import RetryPolicy, backoff_delay
+from ssemble_async._config import RetryPolicy
 from ssemble_async._download_models import (
     ClipOutcome,
     ClipState,
@@ -36,37 +40,57 @@ from ssemble_async._download_models import (
     TransferProgress,
 )
 from ssemble_async._errors import (
+    AuthenticationError,
     DownloadError,
+    NotFoundError,
+    PermissionDeniedError,
     RequestFailedError,
     RequestNotReadyError,
     SsembleError,
 )
+from ssemble_async._fetch import FetchSettings, GaveUp, fetch_clip, resume_state
+from ssemble_async._manifest import Partial, RequestStore, Sidecar
 from ssemble_async._models import RequestState, Short, ShortsRequest
-from ssemble_async._plan import clip_file_names, looks_like_mp4, manifest_entry_matches, safe_name
-from ssemble_async._transfer import (
-    Expired,
-    TransferState,
-    Transient,
-    describe_os_error,
-    fetch_to_part,
-    open_download_session,
-    read_head,
-)
+from ssemble_async._plan import clip_file_names, safe_name
+from ssemble_async._transfer import TransferState, describe_os_error, open_download_session
 
-if TYPE_CHECKING:
-    from ssemble_async._client import Client
+__all__ = [
+    "DownloadOptions",
+    "DownloadStream",
+    "RequestReader",
+    "RequestRef",
+    "request_key",
+    "run_pipeline",
+    "unique_requests",
+]
 
-__all__ = ["DownloadOptions", "DownloadStream", "run_pipeline", "unique_requests"]
+logger = logging.getLogger("ssemble_async")
 
-MANIFEST = "manifest.json"
 READ_BUFFER = 256 * 1024
 MAX_URL_REFRESHES = 3
 MAX_TRIES = 50
 FIRST_RECOMPILE_ROUND = 30.0
 MAX_RECOMPILE_INTERVAL = 120.0
 RESOLVE_CONCURRENCY = 8
+#: API errors after which re-reading a request cannot help.
+_FINAL_API_ERRORS = (NotFoundError, AuthenticationError, PermissionDeniedError)
 
 RequestRef = str | ShortsRequest
+
+
+class RequestReader(Protocol):
+    """The two API calls the pipeline needs (a :class:`Client` has both)."""
+
+    async def get_shorts(self, request_id: str) -> ShortsRequest:
+        """Read a whole request."""
+
+    async def wait_for_completion(
+        self,
+        request_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 (the signature of Client.wait_for_completion)
+    ) -> ShortsRequest:
+        """Wait until a request ends; return it when it completed."""
 
 
 @attrs.frozen(kw_only=True)
@@ -100,6 +124,10 @@ class _Tracker:
     waiting: int = 0
     active: dict[tuple[str, str], _Active] = attrs.field(factory=dict)
     bytes_finished: int = 0
+    folders_busy: dict[str, Path] = attrs.field(factory=dict)
+
+    def count(self, state: ClipState) -> None:
+        self.states[state] = self.states.get(state, 0) + 1
 
     def snapshot(self) -> DownloadStats:
         in_flight = tuple(
@@ -116,55 +144,26 @@ class _Tracker:
             bytes_expected=self.bytes_finished
             + sum(t.done if t.total is None else t.total for t in in_flight),
             requests_pending=self.requests_pending,
+            folders_busy=tuple(self.folders_busy.values()),
         )
 
 
-def _sidecar(request: ShortsRequest, short: Short) -> dict[str, Any]:
-    texts = {sentence.index: sentence.text for sentence in request.sentences}
-    return {
-        "request_id": request.request_id,
-        "clip_id": short.id,
-        "title": short.title,
-        "description": short.description,
-        "reason": short.reason,
-        "viral_score": short.viral_score,
-        "start_timestamp": short.start_timestamp,
-        "end_timestamp": short.end_timestamp,
-        "duration": short.duration,
-        "width": short.width,
-        "height": short.height,
-        "sentences": [texts[i] for i in short.sentence_indexes if i in texts],
-        "source_url": request.url or request.file_url,
-        "source_title": request.title,
-    }
+def _detached(exc: SsembleError) -> SsembleError:
+    """``exc`` without the tracebacks of its chain.
 
-
-def _write_json_files(files: list[tuple[Path, str]]) -> None:
-    """Write each ``(path, text)`` atomically (temporary file, then rename): one thread trip."""
-    for path, text in files:
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError:
-            temporary.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp
-            raise
-
-
-def _encode(payload: Any) -> str:
-    # no indent: that keeps json on its C encoder, several times faster
-    return json.dumps(payload, ensure_ascii=False) + "\n"
-
-
-def _open_request_dir(directory: Path) -> Any:
-    """Create the request's folder and read its manifest (None when there is none)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        return json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return None  # unreadable: every file is checked afresh
+    An outcome keeps its error for as long as the caller keeps the report; a traceback
+    would keep every frame of the failed transfer alive with it, buffers included.
+    """
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return exc
 
 
 def _replace_and_stat(part: Path, path: Path) -> os.stat_result:
@@ -172,63 +171,52 @@ def _replace_and_stat(part: Path, path: Path) -> os.stat_result:
     return path.stat()
 
 
-async def _remove_quietly(path: Path) -> None:
+async def _size_of(path: Path) -> int | None:
+    try:
+        return (await aiofiles.os.stat(path)).st_size
+    except FileNotFoundError:
+        return None
+
+
+async def _remove(path: Path) -> None:
     with suppress(OSError):
         await aiofiles.os.remove(path)
 
 
 class _RequestContext:
-    """What the tasks share about one request: its paths, its manifest, fresh reads of it."""
+    """What the tasks share about one request: its paths, its stored state, fresh reads."""
 
-    def __init__(self, client: Client, request: ShortsRequest, root: Path) -> None:
-        self.client = client
-        self.request = request
+    def __init__(self, reader: RequestReader, request: ShortsRequest, root: Path) -> None:
+        self.reader = reader
         self.request_id = request.request_id
         self.dir = root / safe_name(request.request_id)
-        self.names = clip_file_names(short.id for short in request.shorts)
+        self.store = RequestStore(self.dir, request)
         self.version = 0
-        self.clips: dict[str, dict[str, Any]] = {}
-        self._lock = anyio.Lock()
+        self.remaining = 0
+        self._set_request(request)
         self._refreshing: anyio.Event | None = None
         self._refresh_error: SsembleError | None = None
+
+    def _set_request(self, request: ShortsRequest) -> None:
+        self.request = self.store.request = request
+        by_id: dict[str, Short] = {}
+        for short in request.shorts_by_score():
+            by_id.setdefault(short.id, short)  # a repeated clip id: the first one counts
+        self.shorts = by_id
+        if self.version == 0:
+            self.names = clip_file_names(by_id)
+        else:  # clips that appeared since the first read get names of their own
+            self.names = {**clip_file_names([*self.names, *by_id]), **self.names}
 
     def path_of(self, clip_id: str) -> Path:
         return self.dir / self.names[clip_id]
 
     def short(self, clip_id: str) -> Short | None:
-        return next((s for s in self.request.shorts if s.id == clip_id), None)
+        return self.shorts.get(clip_id)
 
-    async def load_manifest(self) -> None:
-        loaded = await anyio.to_thread.run_sync(_open_request_dir, self.dir)
-        clips = loaded.get("clips") if isinstance(loaded, dict) else None
-        if isinstance(clips, dict):
-            self.clips = {k: v for k, v in clips.items() if isinstance(v, dict)}
-
-    def entry(self, clip_id: str) -> dict[str, Any]:
-        return dict(self.clips.get(clip_id, {}))
-
-    async def record(
-        self, clip_id: str, entry: dict[str, Any], *, sidecar: tuple[Path, Any] | None = None
-    ) -> None:
-        """Store a clip's manifest entry and rewrite the manifest (and ``sidecar``) atomically.
-
-        One thread trip for both files; one writer at a time per request.
-        """
-        async with self._lock:
-            self.clips[clip_id] = {**entry, "file": self.names[clip_id]}
-            files = [] if sidecar is None else [(sidecar[0], _encode(sidecar[1]))]
-            files.append((self.dir / MANIFEST, _encode(self._manifest())))
-            await anyio.to_thread.run_sync(_write_json_files, files)
-
-    def _manifest(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "title": self.request.title,
-            "source_url": self.request.url or self.request.file_url,
-            "status": self.request.status_raw,
-            "written_at": _clock.utcnow().isoformat(),
-            "clips": self.clips,
-        }
+    def url_of(self, clip_id: str) -> str | None:
+        short = self.shorts.get(clip_id)
+        return None if short is None else short.video_url
 
     async def refresh(self, seen_version: int) -> int:
         """Re-read the request unless someone did since ``seen_version``; one call for all.
@@ -244,8 +232,9 @@ class _RequestContext:
             self._refreshing = event = anyio.Event()
             self._refresh_error = None
             try:
-                self.request = await self.client.get_shorts(self.request_id)
+                request = await self.reader.get_shorts(self.request_id)
                 self.version += 1
+                self._set_request(request)
             except SsembleError as exc:
                 self._refresh_error = exc
                 raise
@@ -303,7 +292,7 @@ class DownloadStream:
 class _Pipeline:
     def __init__(
         self,
-        client: Client,
+        reader: RequestReader,
         root: Path,
         options: DownloadOptions,
         retry: RetryPolicy,
@@ -311,20 +300,28 @@ class _Pipeline:
         tracker: _Tracker,
         outcomes: MemoryObjectSendStream[ClipOutcome],
     ) -> None:
-        self.client = client
+        self.reader = reader
         self.root = root
         self.options = options
-        self.retry = retry
+        self.fetch = FetchSettings(
+            chunk_size=options.chunk_size,
+            idle_timeout=options.idle_timeout,
+            retry=retry,
+            max_tries=MAX_TRIES,
+            max_url_refreshes=MAX_URL_REFRESHES,
+        )
         self.stream = stream
         self.tracker = tracker
         self.outcomes = outcomes
         self.queue, self.queue_out = anyio.create_memory_object_stream[_ClipJob](math.inf)
+        self.open_stores: set[RequestStore] = set()
 
     # -- outcomes -----------------------------------------------------------------------
 
     def outcome(
         self, context: _RequestContext, short: Short, state: ClipState, **fields: Any
     ) -> ClipOutcome:
+        error = fields.pop("error", None)
         return ClipOutcome(
             request_id=context.request_id,
             clip_id=short.id,
@@ -332,34 +329,55 @@ class _Pipeline:
             path=context.path_of(short.id),
             title=short.title,
             viral_score=short.viral_score,
+            error=None if error is None else _detached(error),
             **fields,
         )
 
-    async def finish(self, context: _RequestContext, outcome: ClipOutcome) -> None:
-        """Record a final outcome in the manifest (and a sidecar for a file), then emit it."""
-        tracker = self.tracker
-        tracker.states[outcome.state] = tracker.states.get(outcome.state, 0) + 1
-        tracker.bytes_finished += outcome.size
+    async def finish(self, context: _RequestContext, outcome: ClipOutcome, **changes: Any) -> None:
+        """Record a final outcome (and a sidecar for a file), emit it, and close the
+        request's folder after its last clip."""
+        self.tracker.count(outcome.state)
+        self.tracker.bytes_finished += outcome.size
         short = context.short(outcome.clip_id) or Short(id=outcome.clip_id)
-        entry = context.entry(outcome.clip_id)
-        entry.update(
+        complete = outcome.state in (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT)
+        entry = attrs.evolve(
+            context.store.entry(outcome.clip_id),
+            file=context.names[outcome.clip_id],
             state=outcome.state.value,
-            complete=outcome.state in (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT),
+            complete=complete,
             title=short.title,
             viral_score=short.viral_score,
             message=outcome.message,
+            **changes,
         )
         sidecar = None
-        if entry["complete"]:
+        if complete:
             path = context.path_of(outcome.clip_id)
-            sidecar = (path.with_name(path.name + ".json"), _sidecar(context.request, short))
+            sidecar = (
+                path.with_name(path.name + ".json"),
+                Sidecar.from_short(context.request, short),
+            )
         try:
-            await context.record(outcome.clip_id, entry, sidecar=sidecar)
+            await context.store.record(outcome.clip_id, entry, sidecar=sidecar)
         except OSError as exc:
             if outcome.state is not ClipState.FAILED:
                 note = describe_os_error(exc, context.dir)
                 outcome = attrs.evolve(outcome, message=f"clip saved; its metadata not: {note}")
         await self.outcomes.send(outcome)
+        context.remaining -= 1
+        if context.remaining == 0:
+            await self.close_store(context.store)
+
+    async def close_store(self, store: RequestStore) -> None:
+        if store in self.open_stores:
+            self.open_stores.discard(store)
+            await store.close()
+
+    async def close_all(self) -> None:
+        """Close every request folder still open (the run is ending early)."""
+        with anyio.CancelScope(shield=True):
+            for store in list(self.open_stores):
+                await self.close_store(store)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -369,37 +387,67 @@ class _Pipeline:
             request = item
         else:
             async with limiter:
-                request = await self.client.get_shorts(item)
+                request = await self.reader.get_shorts(item)
         if request.status is RequestState.COMPLETED:
             return request
         if request.status in (RequestState.FAILED, RequestState.CANCELLED):
             raise RequestFailedError(request.request_id, request.status_raw, request.failure_reason)
         if not self.options.wait:
             raise RequestNotReadyError(request.request_id, request.status_raw)
-        return await self.client.wait_for_completion(
+        return await self.reader.wait_for_completion(
             request.request_id, timeout=self.options.wait_timeout
         )
 
-    async def admit(self, request: ShortsRequest, task_group: TaskGroup) -> list[_ClipJob]:
-        """Plan a completed request: skip error clips, hold recompiling ones, recognise
-        complete files, and return the jobs to queue (highest score first)."""
-        context = _RequestContext(self.client, request, self.root)
-        shorts = request.shorts_by_score()
-        self.tracker.clips_known += len(shorts)
+    def context(self, request: ShortsRequest) -> _RequestContext:
+        context = _RequestContext(self.reader, request, self.root)
+        self.tracker.clips_known += len(context.shorts)
+        return context
+
+    async def open_folder(self, context: _RequestContext, *, wait: bool = True) -> bool | None:
+        """Take the request folder's lock and read its state.
+
+        Returns True when open, False when another run holds the lock and ``wait`` is
+        False, None when the folder cannot be used (its clips have failed outcomes then).
+        """
+        store = context.store
+
+        def on_wait() -> None:
+            self.tracker.folders_busy[context.request_id] = context.dir
+            logger.warning(
+                "another download is writing into %s; waiting for it to finish", context.dir
+            )
+
         try:
-            await context.load_manifest()
+            if wait:
+                await store.open(on_wait)
+            elif not await store.try_open():
+                return False
         except OSError as exc:
-            message = describe_os_error(exc, context.dir)
-            for short in shorts:
-                failed = self.outcome(context, short, ClipState.FAILED, message=message, error=exc)
-                self.tracker.states[ClipState.FAILED] = (
-                    self.tracker.states.get(ClipState.FAILED, 0) + 1
-                )
-                await self.outcomes.send(failed)
+            await self.fail_all(context, exc)
+            return None
+        finally:
+            self.tracker.folders_busy.pop(context.request_id, None)
+        self.open_stores.add(store)
+        return True
+
+    async def fail_all(self, context: _RequestContext, exc: OSError) -> None:
+        message = describe_os_error(exc, context.dir)
+        for short in context.shorts.values():
+            self.tracker.count(ClipState.FAILED)
+            await self.outcomes.send(
+                self.outcome(context, short, ClipState.FAILED, message=message, error=exc)
+            )
+
+    async def admit(self, context: _RequestContext, task_group: TaskGroup) -> list[_ClipJob]:
+        """Plan a request whose folder is open: skip error clips, hold recompiling ones,
+        recognise complete files, and return the jobs to queue (highest score first)."""
+        context.remaining = len(context.shorts)
+        if not context.remaining:
+            await self.close_store(context.store)
             return []
         jobs: list[_ClipJob] = []
         held: list[str] = []
-        for short in shorts:
+        for short in list(context.shorts.values()):
             if short.error:
                 skipped = self.outcome(
                     context, short, ClipState.SKIPPED_ERROR, message=short.error_message
@@ -419,13 +467,26 @@ class _Pipeline:
             self.tracker.queued += 1
             await self.queue.send(job)
 
+    async def open_admit_enqueue(
+        self,
+        context: _RequestContext,
+        task_group: TaskGroup,
+        queue: MemoryObjectSendStream[_ClipJob],
+    ) -> None:
+        """Wait for the request's folder, then plan it and queue its clips."""
+        async with queue:
+            if await self.open_folder(context):
+                for job in await self.admit(context, task_group):
+                    self.tracker.queued += 1
+                    await queue.send(job)
+
     async def _present(self, context: _RequestContext, short: Short) -> bool:
         path = context.path_of(short.id)
         try:
             stat = await aiofiles.os.stat(path)
         except OSError:
             return False
-        if not manifest_entry_matches(context.clips.get(short.id), stat.st_size, stat.st_mtime_ns):
+        if not context.store.entry(short.id).matches_file(stat.st_size, stat.st_mtime_ns):
             return False
         present = self.outcome(context, short, ClipState.ALREADY_PRESENT, size=stat.st_size)
         await self.finish(context, present)
@@ -440,11 +501,15 @@ class _Pipeline:
             # 30 s, doubling to 120 s: six rounds in the default 600 s (a re-render takes
             # "a few minutes"); a short budget starts at a tenth of itself
             interval = min(FIRST_RECOMPILE_ROUND, self.options.recompile_wait / 10)
+            gone: SsembleError | None = None
             while held and (remaining := deadline - _clock.monotonic()) > 0:
                 await _clock.sleep(min(interval, remaining))
                 interval = min(interval * 2, MAX_RECOMPILE_INTERVAL)
                 try:
                     await context.refresh(context.version)
+                except _FINAL_API_ERRORS as exc:
+                    gone = exc  # deleted (or no longer ours): no later round can help
+                    break
                 except SsembleError:
                     continue  # the next round tries again; the budget bounds the rounds
                 still: list[str] = []
@@ -466,13 +531,22 @@ class _Pipeline:
             for clip_id in held:
                 self.tracker.waiting -= 1
                 short = context.short(clip_id) or Short(id=clip_id)
-                message = (
-                    f"still re-rendering after {self.options.recompile_wait:g} s;"
-                    " download again later"
-                )
-                await self.finish(
-                    context, self.outcome(context, short, ClipState.NOT_READY, message=message)
-                )
+                if gone is not None:
+                    outcome = self.outcome(
+                        context,
+                        short,
+                        ClipState.FAILED,
+                        message=f"the request could not be read again while this clip was"
+                        f" re-rendered: {gone}",
+                        error=gone,
+                    )
+                else:
+                    message = (
+                        f"still re-rendering after {self.options.recompile_wait:g} s;"
+                        " download again later"
+                    )
+                    outcome = self.outcome(context, short, ClipState.NOT_READY, message=message)
+                await self.finish(context, outcome)
 
     # -- transfers ----------------------------------------------------------------------
 
@@ -490,20 +564,39 @@ class _Pipeline:
         key = (context.request_id, clip_id)
         active = self.tracker.active[key] = _Active(short.title)
         state = TransferState()
+        changes: dict[str, Any] = {}
+
+        def on_bytes(count: int) -> None:
+            active.done += count
+
+        async def on_start(started: TransferState) -> None:
+            active.done, active.total = started.offset, started.total
+            await self._record_partial(context, clip_id, started)
+
         try:
-            state = await self._resume_state(context, clip_id, part)
-            active.done = state.offset
-            await self._transfer(session, context, clip_id, part, state, active)
-            stat = await anyio.to_thread.run_sync(_replace_and_stat, part, path)
-            entry = context.entry(clip_id)
-            entry.pop("partial", None)
-            entry.update(
-                size=stat.st_size,
-                mtime_ns=stat.st_mtime_ns,
-                etag=state.etag,
-                last_modified=state.last_modified,
+            part_size = await _size_of(part)
+            state = resume_state(
+                context.store.entry(clip_id).partial, part_size, overwrite=self.options.overwrite
             )
-            context.clips[clip_id] = entry
+            active.done = state.offset
+            await fetch_clip(
+                session,
+                context,
+                clip_id,
+                part,
+                state,
+                self.fetch,
+                on_start=on_start,
+                on_bytes=on_bytes,
+            )
+            stat = await anyio.to_thread.run_sync(_replace_and_stat, part, path)
+            changes = {
+                "partial": None,
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "etag": state.etag,
+                "last_modified": state.last_modified,
+            }
             outcome = self.outcome(
                 context,
                 context.short(clip_id) or short,
@@ -511,16 +604,46 @@ class _Pipeline:
                 size=stat.st_size,
                 transferred=state.transferred,
             )
+        except GaveUp as exc:
+            partial = context.store.entry(clip_id).partial
+            if partial is not None and partial.validator == state.validator and state.offset:
+                kept = f"; {state.offset} bytes kept in {part.name}: run again to resume"
+            else:
+                await _remove(part)  # nothing a later run could use
+                kept = ""
+            outcome = self._failed(context, short, state, f"{exc}{kept}", exc)
         except DownloadError as exc:
-            await _remove_quietly(part)
+            await _remove(part)  # bytes known to be wrong
+            changes = {"partial": None}
             outcome = self._failed(context, short, state, str(exc), exc)
         except OSError as exc:
             outcome = self._failed(context, short, state, describe_os_error(exc, part), exc)
         except SsembleError as exc:
             outcome = self._failed(context, short, state, f"no fresh URL: {exc}", exc)
         finally:
-            del self.tracker.active[key]
-        await self.finish(context, outcome)
+            self.tracker.active.pop(key, None)
+        await self.finish(context, outcome, **changes)
+
+    async def _record_partial(
+        self, context: _RequestContext, clip_id: str, started: TransferState
+    ) -> None:
+        """Record what makes the ``.part`` resumable, before its first new byte is written.
+
+        A clip of at most one write is not worth resuming: nothing is recorded for it (and
+        an older record is dropped, since the ``.part`` was just cut).
+        """
+        small = started.total is not None and started.total <= self.options.chunk_size
+        wanted = (
+            None
+            if small or not started.validator
+            else Partial(validator=started.validator, total=started.total)
+        )
+        entry = context.store.entry(clip_id)
+        if entry.partial != wanted:
+            await context.store.record(
+                clip_id,
+                attrs.evolve(entry, file=context.names[clip_id], complete=False, partial=wanted),
+            )
 
     def _failed(
         self,
@@ -528,7 +651,7 @@ class _Pipeline:
         short: Short,
         state: TransferState,
         message: str,
-        exc: BaseException,
+        exc: SsembleError | OSError,
     ) -> ClipOutcome:
         return self.outcome(
             context,
@@ -538,96 +661,6 @@ class _Pipeline:
             message=message,
             error=exc,
         )
-
-    async def _resume_state(
-        self, context: _RequestContext, clip_id: str, part: Path
-    ) -> TransferState:
-        """Resume a ``.part`` of an earlier run when its validator is known.
-
-        Without one, the transfer starts at zero and opening the ``.part`` truncates
-        whatever a stray one held.
-        """
-        partial = context.clips.get(clip_id, {}).get("partial")
-        if self.options.overwrite or not isinstance(partial, dict) or not partial.get("validator"):
-            return TransferState()
-        try:
-            size = (await aiofiles.os.stat(part)).st_size
-        except FileNotFoundError:
-            return TransferState()
-        total = partial.get("total")
-        return TransferState(
-            offset=size,
-            validator=str(partial["validator"]),
-            total=total if isinstance(total, int) else None,
-        )
-
-    async def _transfer(
-        self,
-        session: aiohttp.ClientSession,
-        context: _RequestContext,
-        clip_id: str,
-        part: Path,
-        state: TransferState,
-        active: _Active,
-    ) -> None:
-        """Fetch until complete: resume after drops, fresh URL after expiry, bounded tries."""
-        seen_version = context.version
-        refreshes = tries = failures_in_a_row = 0
-
-        def on_bytes(count: int) -> None:
-            active.done += count
-
-        async def on_start(started: TransferState) -> None:
-            active.done, active.total = started.offset, started.total
-            if started.total is not None and started.total <= self.options.chunk_size:
-                return  # one write: a killed run would have nothing worth resuming
-            entry = context.entry(clip_id)
-            partial = {"validator": started.validator, "total": started.total}
-            if entry.get("partial") != partial:
-                entry.update(complete=False, partial=partial)
-                await context.record(clip_id, entry)
-
-        while True:
-            short = context.short(clip_id)
-            if short is None or not short.video_url:
-                raise DownloadError("the clip has no URL any more (removed, or re-rendering)")
-            tries += 1
-            before = state.transferred
-            try:
-                await fetch_to_part(
-                    session,
-                    short.video_url,
-                    part,
-                    state,
-                    chunk_size=self.options.chunk_size,
-                    idle_timeout=self.options.idle_timeout,
-                    on_start=on_start,
-                    on_bytes=on_bytes,
-                )
-            except Expired as exc:
-                refreshes += 1
-                if refreshes > MAX_URL_REFRESHES:
-                    raise DownloadError(
-                        f"{exc}; still refused after {MAX_URL_REFRESHES} fresh URLs"
-                    ) from exc
-                seen_version = await context.refresh(seen_version)
-                continue
-            except Transient as exc:
-                progressed = state.transferred > before
-                failures_in_a_row = 0 if progressed else failures_in_a_row + 1
-                if failures_in_a_row >= self.retry.attempts or tries >= MAX_TRIES:
-                    raise DownloadError(f"{exc} (gave up after {tries} tries)") from exc
-                active.done = state.offset
-                await _clock.sleep(backoff_delay(self.retry, max(1, failures_in_a_row)))
-                continue
-            if state.head_checked or looks_like_mp4(await read_head(part)):
-                return
-            # The start came from an earlier run's .part and is not an MP4: the stream is
-            # checked from its first byte when fetched again, so start over once.
-            if tries >= MAX_TRIES:
-                raise DownloadError("the downloaded file is not an MP4 (no ftyp box at its start)")
-            state.offset, state.validator = 0, None
-            active.done = 0
 
 
 async def _preflight(
@@ -644,7 +677,7 @@ async def _preflight(
         except RequestNotReadyError as exc:
             not_ready.append(exc)
         except SsembleError as exc:
-            results[index] = exc
+            results[index] = _detached(exc)
 
     async with anyio.create_task_group() as task_group:
         for index, item in enumerate(requests):
@@ -654,8 +687,9 @@ async def _preflight(
     return [result for result in results if result is not None]
 
 
-def _key(item: RequestRef) -> str:
-    return item.request_id if isinstance(item, ShortsRequest) else item
+def request_key(item: RequestRef) -> str:
+    """The id of a request reference, normalised (request ids are hex: any case is one id)."""
+    return (item.request_id if isinstance(item, ShortsRequest) else item).lower()
 
 
 async def _feed(
@@ -664,7 +698,11 @@ async def _feed(
     resolved: list[ShortsRequest | SsembleError] | None,
     task_group: TaskGroup,
 ) -> None:
-    """Admit every request; with everything known up front, queue all clips by score."""
+    """Admit every request; with everything known up front, queue all clips by score.
+
+    A request whose folder another run is writing is admitted when that run lets go,
+    without holding up the others.
+    """
     tracker, errors = pipeline.tracker, pipeline.stream.request_errors
     async with pipeline.queue:
         if resolved is not None:
@@ -672,9 +710,16 @@ async def _feed(
             for item, result in zip(requests, resolved, strict=True):
                 tracker.requests_pending -= 1
                 if isinstance(result, SsembleError):
-                    errors[_key(item)] = result
-                else:
-                    jobs.extend(await pipeline.admit(result, task_group))
+                    errors[request_key(item)] = result
+                    continue
+                context = pipeline.context(result)
+                opened = await pipeline.open_folder(context, wait=False)
+                if opened:
+                    jobs.extend(await pipeline.admit(context, task_group))
+                elif opened is False:
+                    task_group.start_soon(
+                        pipeline.open_admit_enqueue, context, task_group, pipeline.queue.clone()
+                    )
             await pipeline.enqueue(sorted(jobs, key=lambda job: -job.score))
             return
         limiter = anyio.CapacityLimiter(RESOLVE_CONCURRENCY)
@@ -683,9 +728,11 @@ async def _feed(
             try:
                 request = await pipeline.resolve(item, limiter)
             except SsembleError as exc:
-                errors[_key(item)] = exc
+                errors[request_key(item)] = _detached(exc)
             else:
-                await pipeline.enqueue(await pipeline.admit(request, task_group))
+                context = pipeline.context(request)
+                if await pipeline.open_folder(context):
+                    await pipeline.enqueue(await pipeline.admit(context, task_group))
             finally:
                 tracker.requests_pending -= 1
 
@@ -702,19 +749,20 @@ async def _work(pipeline: _Pipeline, session: aiohttp.ClientSession) -> None:
 
 
 def unique_requests(requests: Iterable[RequestRef]) -> list[RequestRef]:
-    """The requests in order, each once (by id)."""
+    """The requests in order, each once (by id, in any letter case); string ids lower-cased."""
     seen: set[str] = set()
     unique: list[RequestRef] = []
     for item in requests:
-        if _key(item) not in seen:
-            seen.add(_key(item))
-            unique.append(item)
+        key = request_key(item)
+        if key not in seen:
+            seen.add(key)
+            unique.append(item.lower() if isinstance(item, str) else item)
     return unique
 
 
 @asynccontextmanager
 async def run_pipeline(
-    client: Client,
+    reader: RequestReader,
     requests: Sequence[RequestRef],
     dest: str | os.PathLike[str],
     options: DownloadOptions,
@@ -722,11 +770,16 @@ async def run_pipeline(
     retry: RetryPolicy,
     user_agent: str,
 ) -> AsyncIterator[DownloadStream]:
-    """Run a download in a task group and yield the stream of its outcomes."""
+    """Run a download in a task group and yield the stream of its outcomes.
+
+    An exception raised by the caller's block comes back as itself (never wrapped in an
+    exception group), after every transfer has stopped and every folder is closed.
+    """
     send, receive = anyio.create_memory_object_stream[ClipOutcome](math.inf)
     tracker = _Tracker(requests_pending=len(requests))
     stream = DownloadStream(receive, tracker)
-    pipeline = _Pipeline(client, Path(dest), options, retry, stream, tracker, send)
+    pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send)
+    caller_error: Exception | None = None
     with send, receive, pipeline.queue, pipeline.queue_out:
         resolved = None if options.wait else await _preflight(pipeline, requests)
         # aiohttp buffers up to twice this per transfer; the write batch is chunk_size
@@ -736,7 +789,14 @@ async def run_pipeline(
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(_feed, pipeline, requests, resolved, task_group)
                 task_group.start_soon(_work, pipeline, session)
-                yield stream
+                try:
+                    yield stream
+                except Exception as exc:  # the caller's own: re-raised as is, below
+                    caller_error = exc
                 task_group.cancel_scope.cancel()
         finally:
-            await session.close()
+            await pipeline.close_all()
+            with anyio.CancelScope(shield=True):
+                await session.close()
+    if caller_error is not None:
+        raise caller_error

@@ -10,17 +10,17 @@ caller renames the file into place.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
 
-import aiofiles
 import aiohttp
 import anyio
 import attrs
 
 from ssemble_async._errors import DownloadError
+from ssemble_async._mp4 import Mp4Layout, mp4_layout
 from ssemble_async._plan import is_clip_content_type, looks_like_mp4, parse_content_range
 
 __all__ = [
@@ -49,6 +49,17 @@ class Expired(Exception):
 
 class Transient(Exception):
     """A failure worth retrying (after a backoff), resuming from what is on disk."""
+
+
+class NotAnMp4OnDisk(Transient):
+    """A ``.part`` resumed from an earlier run does not open with an MP4 signature.
+
+    Its start was not fetched in this run, so it cannot be trusted: the transfer starts
+    over from zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("the resumed file does not start like an MP4; fetching it again")
 
 
 @attrs.define(kw_only=True)
@@ -165,6 +176,10 @@ async def _receive(
         raise Expired(status)
     if status == 416:
         _on_unsatisfiable(response, state)
+        # The .part holds the whole file: verify and flush it like a finished body.
+        await _seal(
+            _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset)), state
+        )
         return
     if status >= 500 or status in (408, 429):
         raise Transient(f"the clip host answered {status}")
@@ -172,24 +187,38 @@ async def _receive(
         raise DownloadError(f"the clip host answered {status} {response.reason or ''}".rstrip())
     if not is_clip_content_type(response.headers.get("Content-Type")):
         raise Transient(f"the clip host sent {response.content_type} (an error page), not the clip")
+    validator = _validator(response)
     if status == 206:
         span = parse_content_range(response.headers.get("Content-Range"))
         if span is None or span.first != state.offset:
             state.offset, state.validator = 0, None  # an answer we cannot splice: start over
             raise Transient("the clip host answered a different range than asked")
+        if validator != state.validator or (
+            state.total is not None and span.total is not None and span.total != state.total
+        ):
+            # A host that ignores If-Range sends the rest of whatever it has now: bytes of
+            # another file, or of a file we cannot tell from the one on disk. Never splice.
+            state.offset, state.validator = 0, None
+            raise Transient("the file changed on the clip host since its first bytes were saved")
         total = span.total
     else:
         state.offset = 0  # a full answer, whether or not a range was asked for: restart
         total = response.content_length
-    if state.total is not None and total is not None and total != state.total and status == 206:
-        state.offset, state.validator = 0, None
-        raise Transient("the file changed on the clip host while it was being downloaded")
     state.total = total
     state.etag = response.headers.get("ETag")
     state.last_modified = response.headers.get("Last-Modified")
-    state.validator = _validator(response)
-    await on_start(state)
-    await _write_body(response, part, state, chunk_size=chunk_size, on_bytes=on_bytes)
+    state.validator = validator
+    # Cut the .part to the bytes known to be right *before* the caller records the
+    # validator the next bytes come with: a kill in between never pairs old bytes with a
+    # new validator.
+    file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset))
+    try:
+        await on_start(state)
+        await _write_body(response, file, state, chunk_size=chunk_size, on_bytes=on_bytes)
+    finally:
+        if not file.closed:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
 
 
 def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) -> None:
@@ -203,24 +232,102 @@ def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) ->
     raise Transient("the clip host refused the resume range; starting over")
 
 
+def _open_part(part: Path, keep: int) -> int:
+    """Open the ``.part`` for writing and cut it to its first ``keep`` bytes."""
+    descriptor = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        os.ftruncate(descriptor, keep)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+class _PartFile:
+    """An open ``.part`` file descriptor, written only at explicit offsets."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.closed = False
+
+    def write_at(self, offset: int, chunks: list[bytes]) -> None:
+        """Write ``chunks`` one after the other from ``offset`` (blocking).
+
+        Positional: a batch written twice lands on the same bytes, never after them.
+        """
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                written = _pwrite(self.descriptor, view, offset)
+                offset += written
+                view = view[written:]
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (blocking)."""
+        return _pread(self.descriptor, size, offset)
+
+    def seal(self, size: int, *, check_head: bool, check_layout: bool) -> None:
+        """Check what was asked of the file, then flush it to disk and close it (blocking).
+
+        The file is flushed only when it passed; it is closed in any case.
+
+        Raises:
+            NotAnMp4OnDisk: ``check_head`` and the file does not open with ``ftyp``.
+            Transient: ``check_layout`` and its boxes do not show a whole file.
+        """
+        try:
+            if check_head and not looks_like_mp4(self.read_at(0, _HEAD_BYTES)):
+                raise NotAnMp4OnDisk
+            if check_layout:
+                layout = mp4_layout(self.read_at, size)
+                if layout is Mp4Layout.SHORT:
+                    raise Transient(f"the body ended after {size} bytes, inside the MP4's last box")
+                if layout is Mp4Layout.UNKNOWN:
+                    raise Transient(
+                        f"the body of unknown length ended after {size} bytes; asking the host"
+                        " whether that is all"
+                    )
+            os.fsync(self.descriptor)  # the writable handle: Windows refuses a read-only one
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the descriptor once (blocking)."""
+        if not self.closed:
+            self.closed = True
+            os.close(self.descriptor)
+
+
+def _pwrite_portable(descriptor: int, data: memoryview, offset: int) -> int:
+    os.lseek(descriptor, offset, os.SEEK_SET)
+    return os.write(descriptor, data)
+
+
+def _pread_portable(descriptor: int, size: int, offset: int) -> bytes:
+    os.lseek(descriptor, offset, os.SEEK_SET)
+    return os.read(descriptor, size)
+
+
+# os.pwrite/os.pread are POSIX; elsewhere a seek and a write in the same call do the same
+# for a file that only one task writes.
+_pwrite: Callable[[int, memoryview, int], int] = getattr(os, "pwrite", _pwrite_portable)
+_pread: Callable[[int, int, int], bytes] = getattr(os, "pread", _pread_portable)
+
+
 async def _write_body(
     response: aiohttp.ClientResponse,
-    part: Path,
+    file: _PartFile,
     state: TransferState,
     *,
     chunk_size: int,
     on_bytes: Callable[[int], None],
 ) -> None:
-    file = await aiofiles.open(part, "r+b" if state.offset else "wb")
     pending: list[bytes] = []
     pending_size = 0
     from_start = state.offset == 0
     if from_start:
         state.head_checked = False
     try:
-        if state.offset:
-            await file.seek(state.offset)
-            await file.truncate()
         # iter_chunks hands over each received chunk as it is, where iter_any would join
         # the buffer into a new object: one copy less per byte.
         async for data, _ in response.content.iter_chunks():
@@ -234,51 +341,58 @@ async def _write_body(
                     )
                 state.head_checked = True
             if pending_size >= chunk_size:
-                await _flush(file, pending, pending_size, state, on_bytes)
-                pending, pending_size = [], 0
+                batch, size = pending, pending_size
+                pending, pending_size = [], 0  # handed over before the write can be cancelled
+                await _flush(file, batch, size, state, on_bytes)
     finally:
-        # Shielded, even when cancelled: keep every byte that arrived (a retry or the next
-        # run resumes after it) and never leave the file open.
-        with anyio.CancelScope(shield=True):
-            try:
-                await _flush(file, pending, pending_size, state, on_bytes)
-            finally:
-                await file.close()
+        # Keep every byte that arrived, even when cancelled: a retry or the next run
+        # resumes after it.
+        await _flush(file, pending, pending_size, state, on_bytes)
     if state.total is not None and state.offset != state.total:
         raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
     if from_start and not state.head_checked:
         raise DownloadError(f"the clip host sent {state.offset} bytes, too few for an MP4")
-    await anyio.to_thread.run_sync(_fsync, part)
+    await _seal(file, state)
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
+async def _seal(file: _PartFile, state: TransferState) -> None:
+    """Verify what the transfer could not see as it streamed, flush, close (one trip).
+
+    A file resumed from an earlier run has its signature checked on disk; a body of unknown
+    length has its MP4 box sizes checked against the bytes received (a cut body resumes
+    from here; a host with nothing more answers 416 with the size).
+    """
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-class _Writable(Protocol):
-    async def writelines(self, lines: list[bytes], /) -> None: ...
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                file.seal,
+                state.offset,
+                check_head=not state.head_checked,
+                check_layout=state.total is None,
+            )
+        )
+    except NotAnMp4OnDisk:
+        state.offset, state.validator = 0, None
+        raise
+    state.head_checked = True
 
 
 async def _flush(
-    file: _Writable,
+    file: _PartFile,
     pending: list[bytes],
     size: int,
     state: TransferState,
     on_bytes: Callable[[int], None],
 ) -> None:
+    """Write a batch at the verified offset, exactly once, then move the offset past it.
+
+    Shielded: a write that started completes (its thread would finish it anyway) and is
+    counted, so a cancel can never make the same bytes be written at another offset.
+    """
     if not pending:
         return
-    await file.writelines(pending)  # no joined copy of the batch
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(file.write_at, state.offset, pending)
     state.offset += size
     state.transferred += size
     on_bytes(size)
-
-
-async def read_head(path: Path) -> bytes:
-    """The first bytes of a file, to check its signature."""
-    async with aiofiles.open(path, "rb") as file:
-        return await file.read(_HEAD_BYTES)

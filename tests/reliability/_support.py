@@ -1,4 +1,9 @@
-"""Helpers shared by the reliability tests: watching final names, snapshots, digests."""
+"""Helpers shared by the reliability tests: watching final names, snapshots, digests.
+
+:func:`resumable_parts` and :func:`complete_clips` are the only places in the tests that
+read the download's bookkeeping (today ``manifest.json`` in each request folder); every
+other check looks at the files and at what the fake clip host served.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ssemble_async._fetch import resume_state
+from ssemble_async._manifest import load_manifest
 from ssemble_async.testing import FakeSsembleAPI, RecordedRequest
 
 
@@ -113,3 +120,53 @@ class FinalNameWatch:
                     f"{path}: {len(data)} bytes under its final name, not the"
                     f" {self.sizes[path]} bytes served"
                 )
+
+
+def resumable_parts(dest: Path) -> dict[Path, int]:
+    """The ``.part`` files under ``dest`` that the next run must resume, with the offset
+    it must resume from (their size).
+
+    The one rule of the tests for "which ``.part`` is resumable": its request folder's
+    state (``manifest.json`` with its journal replayed) recorded the validator its bytes
+    came with, and the file is there, not empty and not larger than the recorded total. A
+    ``.part`` without one (a clip no larger than the chunk size, or a transfer that had not
+    started) is fetched again from zero.
+    """
+    found: dict[Path, int] = {}
+    for request_dir in {p.parent for p in dest.rglob("*.part")}:
+        state = load_manifest(request_dir)
+        for entry in state.clips.values():
+            if entry.file is None:
+                continue
+            part = request_dir / f"{entry.file}.part"
+            try:
+                size = part.stat().st_size
+            except FileNotFoundError:
+                continue
+            offset = resume_state(entry.partial, size, overwrite=False).offset
+            if offset:
+                found[part] = offset
+    return found
+
+
+def complete_clips(request_dir: Path) -> set[str]:
+    """The clip ids that a request folder's state marks complete."""
+    return {
+        clip_id for clip_id, entry in load_manifest(request_dir).clips.items() if entry.complete
+    }
+
+
+def bytes_sent(fake: FakeSsembleAPI) -> dict[tuple[str, str], int]:
+    """A snapshot of the clip host's per-clip byte counter."""
+    return dict(fake.clip_bytes_sent)
+
+
+def sent_since(
+    fake: FakeSsembleAPI, before: Mapping[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
+    """Body bytes the clip host sent per clip since the snapshot ``before``."""
+    return {
+        key: count - before.get(key, 0)
+        for key, count in fake.clip_bytes_sent.items()
+        if count != before.get(key, 0)
+    }

@@ -646,12 +646,13 @@ async def test_fault(
         assert not path.with_name(path.name + ".part").exists()
     assert report.ok == (not expect.failed and not expect.request_errors)
 
-    # Inside dest: only clips, their sidecars, manifests, and the .part of a failed clip.
+    # Inside dest: only clips, their sidecars, manifests, the folder's lock file, and the
+    # .part of a failed clip (kept when its bytes are good and resumable).
     for rid in readable:
         manifest = json.loads((dest / rid / "manifest.json").read_text())
         for clip_id in clips[rid]:
             assert manifest["clips"][clip_id]["complete"] is (clip_id not in expect.failed)
-        allowed = {"manifest.json"} | {
+        allowed = {"manifest.json", ".ssemble.lock"} | {
             name
             for clip_id in clips[rid]
             for name in (

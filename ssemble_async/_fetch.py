@@ -1,0 +1,156 @@
+"""The per-clip fetch loop: one clip's bytes into its ``.part``, resumed, retried, bounded.
+
+Around :func:`fetch_to_part` (one HTTP transfer) this loop decides what the next try is: a
+resume after a drop, a fresh URL after the host refused the old one, a backoff, or giving
+up. The decisions are pure functions (:func:`resume_state`, :func:`made_progress`); the loop
+only acts on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+import attrs
+
+from ssemble_async import _clock
+from ssemble_async._config import RetryPolicy, backoff_delay
+from ssemble_async._errors import DownloadError
+from ssemble_async._manifest import Partial
+from ssemble_async._transfer import Expired, TransferState, Transient, fetch_to_part
+
+__all__ = [
+    "ClipSource",
+    "FetchSettings",
+    "GaveUp",
+    "fetch_clip",
+    "made_progress",
+    "resume_state",
+]
+
+
+class ClipSource(Protocol):
+    """Where the fetch loop learns a clip's URL, and gets a fresh one when it expired."""
+
+    @property
+    def version(self) -> int:
+        """How many times the request was read again so far."""
+
+    def url_of(self, clip_id: str) -> str | None:
+        """The clip's URL as last read (None when the clip has none, or is gone)."""
+
+    async def refresh(self, seen_version: int) -> int:
+        """Read the request again unless that happened since ``seen_version``."""
+
+
+@attrs.frozen(kw_only=True)
+class FetchSettings:
+    """The bounds of one clip's fetch loop.
+
+    Attributes:
+        chunk_size: bytes per write.
+        idle_timeout: seconds without a byte before a try is abandoned.
+        retry: backoff between tries, and how many tries in a row may make no progress.
+        max_tries: tries in all, progress or not.
+        max_url_refreshes: fresh URLs asked for after the host refused one.
+    """
+
+    chunk_size: int
+    idle_timeout: float
+    retry: RetryPolicy
+    max_tries: int = 50
+    max_url_refreshes: int = 3
+
+
+class GaveUp(DownloadError):
+    """Tries ran out on a failure worth retrying; the bytes on disk are good.
+
+    The ``.part`` is kept: when its validator is recorded, the next run resumes it.
+    """
+
+
+def resume_state(
+    partial: Partial | None, part_size: int | None, *, overwrite: bool
+) -> TransferState:
+    """Where a clip's transfer starts, from what an earlier run left.
+
+    A ``.part`` is resumed only when the manifest recorded the validator its bytes came
+    with (so the host can be asked for the rest of *that* file) and it is not larger than
+    the file. Otherwise the transfer starts at zero and cuts the ``.part`` to nothing.
+    """
+    if overwrite or partial is None or not partial.validator or not part_size:
+        return TransferState()
+    if partial.total is not None and part_size > partial.total:
+        return TransferState()
+    return TransferState(offset=part_size, validator=partial.validator, total=partial.total)
+
+
+def made_progress(offset_at_start: int, offset_now: int) -> bool:
+    """True when a try moved the verified offset past where it started.
+
+    A host that ignores ``Range`` restarts every try from zero: bytes fetched again are
+    not progress.
+    """
+    return offset_now > offset_at_start
+
+
+async def fetch_clip(
+    session: aiohttp.ClientSession,
+    source: ClipSource,
+    clip_id: str,
+    part: Path,
+    state: TransferState,
+    settings: FetchSettings,
+    *,
+    on_start: Callable[[TransferState], Awaitable[None]],
+    on_bytes: Callable[[int], None],
+) -> None:
+    """Fetch until ``part`` holds the whole, verified, flushed clip.
+
+    Resumes after drops, asks ``source`` for a fresh URL when the host refuses one, backs
+    off between tries that made no progress, and gives up after ``settings.retry.attempts``
+    such tries in a row or ``settings.max_tries`` in all.
+
+    Raises:
+        GaveUp: tries ran out; the bytes in ``part`` are good (``state.offset`` of them).
+        DownloadError: a failure no retry can mend (the bytes are not a clip).
+        SsembleError: a fresh URL was needed and reading the request failed.
+        OSError: ``part`` could not be written.
+    """
+    seen_version = source.version
+    refreshes = tries = failures_in_a_row = 0
+    while True:
+        url = source.url_of(clip_id)
+        if not url:
+            raise DownloadError("the clip has no URL any more (removed, or re-rendering)")
+        tries += 1
+        started_at = state.offset
+        try:
+            await fetch_to_part(
+                session,
+                url,
+                part,
+                state,
+                chunk_size=settings.chunk_size,
+                idle_timeout=settings.idle_timeout,
+                on_start=on_start,
+                on_bytes=on_bytes,
+            )
+        except Expired as exc:
+            refreshes += 1
+            if refreshes > settings.max_url_refreshes:
+                raise DownloadError(
+                    f"{exc}; still refused after {settings.max_url_refreshes} fresh URLs"
+                ) from exc
+            seen_version = await source.refresh(seen_version)
+            continue
+        except Transient as exc:
+            progressed = made_progress(started_at, state.offset)
+            failures_in_a_row = 0 if progressed else failures_in_a_row + 1
+            if failures_in_a_row >= settings.retry.attempts or tries >= settings.max_tries:
+                raise GaveUp(f"{exc} (gave up after {tries} tries)") from exc
+            await _clock.sleep(backoff_delay(settings.retry, max(1, failures_in_a_row)))
+            continue
+        return

@@ -1,0 +1,449 @@
+"""The on-disk state of one request folder: manifest, journal, sidecars and the folder lock.
+
+A request folder holds, beside the clips::
+
+    manifest.json       the last compacted state of every clip (replaced whole, atomically)
+    manifest.journal    one JSON line per clip event since then (appended; replayed on open)
+    <clip>.mp4.json     a sidecar per complete clip (replaced whole, atomically)
+    .ssemble.lock       the lock that makes one run at a time the folder's only writer
+
+Records are typed attrs values structured by the package's one cattrs converter. Reading
+is forgiving (an unreadable manifest, a torn last journal line or an entry of the wrong
+shape only makes the clips concerned be checked afresh); nothing read from disk can make
+a clip count as present unless its size and modification time still match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import filelock
+
+from ssemble_async import _clock
+from ssemble_async._converter import converter
+from ssemble_async._models import Short, ShortsRequest
+
+__all__ = [
+    "JOURNAL",
+    "LOCK_FILE",
+    "MANIFEST",
+    "FolderLock",
+    "Manifest",
+    "ManifestEntry",
+    "Partial",
+    "RequestStore",
+    "Sidecar",
+    "decode_manifest",
+    "encode_manifest",
+    "journal_line",
+    "load_manifest",
+    "replay",
+]
+
+MANIFEST = "manifest.json"
+JOURNAL = "manifest.journal"
+LOCK_FILE = ".ssemble.lock"
+#: A journal longer than this many lines per clip (plus a constant) is compacted mid-run.
+_JOURNAL_LINES_PER_CLIP = 4
+_JOURNAL_SLACK = 256
+_LOCK_POLL_FIRST = 0.05
+_LOCK_POLL_MAX = 1.0
+
+
+@attrs.frozen(kw_only=True)
+class Partial:
+    """What makes a ``.part`` file resumable: the validator its bytes came with.
+
+    Attributes:
+        validator: the strong ETag (or Last-Modified) of the response the bytes came from.
+        total: the full size of the file, when the host said it.
+    """
+
+    validator: str | None = None
+    total: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ManifestEntry:
+    """What the manifest knows of one clip.
+
+    Attributes:
+        file: the clip's file name inside the request folder.
+        state: the last outcome's state (``downloaded``, ``failed``...).
+        complete: True when the file was verified and renamed into place.
+        size: the complete file's size, as verified.
+        mtime_ns: the complete file's modification time right after the rename.
+        etag: the host's ETag for the complete file.
+        last_modified: the host's Last-Modified for the complete file.
+        title: the clip's title.
+        viral_score: the clip's score.
+        message: why it failed or was skipped.
+        partial: set while a resumable ``.part`` exists.
+    """
+
+    file: str | None = None
+    state: str | None = None
+    complete: bool = False
+    size: int | None = None
+    mtime_ns: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    title: str | None = None
+    viral_score: float | None = None
+    message: str | None = None
+    partial: Partial | None = None
+
+    def matches_file(self, size: int, mtime_ns: int) -> bool:
+        """True when this entry records a complete file that is still the same on disk.
+
+        The validator is the size and modification time recorded right after the file was
+        verified and renamed into place; a file touched since is downloaded again.
+        """
+        return self.complete and self.size == size and self.mtime_ns == mtime_ns
+
+
+@attrs.frozen(kw_only=True)
+class Manifest:
+    """The state of one request folder.
+
+    Attributes:
+        request_id: the request.
+        title: its title.
+        source_url: the source video.
+        status: the request's status when last read.
+        written_at: when this state was written (ISO 8601, UTC).
+        clips: clip id -> its entry.
+    """
+
+    request_id: str | None = None
+    title: str | None = None
+    source_url: str | None = None
+    status: str | None = None
+    written_at: str | None = None
+    clips: dict[str, ManifestEntry] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Sidecar:
+    """The metadata written beside each complete clip (``<clip>.mp4.json``)."""
+
+    request_id: str
+    clip_id: str
+    title: str | None = None
+    description: str | None = None
+    reason: str | None = None
+    viral_score: float | None = None
+    start_timestamp: float | None = None
+    end_timestamp: float | None = None
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    sentences: tuple[str, ...] = ()
+    source_url: str | None = None
+    source_title: str | None = None
+
+    @classmethod
+    def from_short(cls, request: ShortsRequest, short: Short) -> Sidecar:
+        """The sidecar of ``short``, one of ``request``'s clips."""
+        texts = {sentence.index: sentence.text for sentence in request.sentences}
+        return cls(
+            request_id=request.request_id,
+            clip_id=short.id,
+            title=short.title,
+            description=short.description,
+            reason=short.reason,
+            viral_score=short.viral_score,
+            start_timestamp=short.start_timestamp,
+            end_timestamp=short.end_timestamp,
+            duration=short.duration,
+            width=short.width,
+            height=short.height,
+            sentences=tuple(texts[i] for i in short.sentence_indexes if i in texts),
+            source_url=request.url or request.file_url,
+            source_title=request.title,
+        )
+
+
+def _encode(value: object) -> bytes:
+    # no indent: that keeps json on its C encoder, several times faster
+    return (json.dumps(converter.unstructure(value), ensure_ascii=False) + "\n").encode()
+
+
+def encode_manifest(manifest: Manifest) -> bytes:
+    """The manifest as the bytes of ``manifest.json``."""
+    return _encode(manifest)
+
+
+def encode_sidecar(sidecar: Sidecar) -> bytes:
+    """The sidecar as the bytes of ``<clip>.mp4.json``."""
+    return _encode(sidecar)
+
+
+def _structure_or_none(raw: object, cls: type[Any]) -> Any:
+    try:
+        return converter.structure(raw, cls)
+    except Exception:  # any shape we cannot read: the entry is as good as absent
+        return None
+
+
+def decode_manifest(data: bytes) -> Manifest | None:
+    """Parse ``manifest.json``; None when it is not a manifest.
+
+    An entry of the wrong shape is dropped on its own (that clip is checked afresh); the
+    rest of the manifest is kept.
+    """
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    clips = raw.get("clips")
+    entries: dict[str, ManifestEntry] = {}
+    if isinstance(clips, dict):
+        for clip_id, entry in clips.items():
+            structured = _structure_or_none(entry, ManifestEntry)
+            if isinstance(clip_id, str) and structured is not None:
+                entries[clip_id] = structured
+    header = _structure_or_none({k: v for k, v in raw.items() if k != "clips"}, Manifest)
+    if not isinstance(header, Manifest):
+        return Manifest(clips=entries)
+    return attrs.evolve(header, clips=entries)
+
+
+def journal_line(clip_id: str, entry: ManifestEntry) -> bytes:
+    """One journal line: the whole new entry of one clip."""
+    return _encode({"clip": clip_id, "entry": converter.unstructure(entry)})
+
+
+def replay(manifest: Manifest, lines: Iterable[bytes]) -> Manifest:
+    """``manifest`` with the journal ``lines`` applied in order (the last entry wins).
+
+    A line that is not a complete journal record (the torn tail of a killed run, junk) is
+    skipped.
+    """
+    clips = dict(manifest.clips)
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("clip"), str):
+            continue
+        entry = _structure_or_none(record.get("entry"), ManifestEntry)
+        if entry is not None:
+            clips[record["clip"]] = entry
+    return attrs.evolve(manifest, clips=clips)
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """The state of a request folder: ``manifest.json`` with its journal replayed.
+
+    Blocking (call it in a thread). A folder without either file has an empty manifest.
+    """
+    try:
+        manifest = decode_manifest((directory / MANIFEST).read_bytes()) or Manifest()
+    except FileNotFoundError:
+        manifest = Manifest()
+    except OSError:
+        manifest = Manifest()  # unreadable: every file is checked afresh
+    try:
+        journal = (directory / JOURNAL).read_bytes()
+    except OSError:
+        return manifest
+    return replay(manifest, journal.splitlines())
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        view = view[written:]
+
+
+def _replace_file(path: Path, data: bytes, *, durable: bool) -> None:
+    """Write ``path`` whole: a temporary file, (fsync,) then an atomic rename."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _write_all(descriptor, data)
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp
+        raise
+
+
+class FolderLock:
+    """The lock that makes one run at a time the writer of a request folder.
+
+    An OS file lock (``flock`` on POSIX, ``msvcrt`` on Windows, through ``filelock``) on
+    ``.ssemble.lock``: it is released when its holder releases it or dies, so a crashed
+    run never leaves a stale lock. Two holders in one process exclude each other too.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK_FILE
+        self._lock = filelock.FileLock(self.path, thread_local=False, is_singleton=False)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (no waiting)."""
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        return True
+
+    async def acquire(self, on_wait: Callable[[], None]) -> None:
+        """Take the lock, calling ``on_wait`` once if another writer holds it first.
+
+        Polls with a growing interval (real time, whatever :func:`instant_waits` says: the
+        other writer is a real process). Cancellable.
+        """
+        if self.try_acquire():
+            return
+        on_wait()
+        interval = _LOCK_POLL_FIRST
+        while not self.try_acquire():
+            await anyio.sleep(interval)
+            interval = min(interval * 2, _LOCK_POLL_MAX)
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        self._lock.release()
+
+
+class RequestStore:
+    """The state of one request folder while a run writes it.
+
+    Made by :meth:`open` (which takes the folder's lock, then reads its state), changed by
+    :meth:`record` (one journal line, and a sidecar, per clip event), finished by
+    :meth:`close` (a compacted ``manifest.json``, the journal removed, the lock released).
+    """
+
+    def __init__(self, directory: Path, request: ShortsRequest) -> None:
+        self.directory = directory
+        self.request = request
+        self.lock = FolderLock(directory)
+        self.clips: dict[str, ManifestEntry] = {}
+        self._journal: int | None = None
+        self._journal_lines = 0
+        self._guard = anyio.Lock()
+
+    def entry(self, clip_id: str) -> ManifestEntry:
+        """The clip's entry (an empty one when the manifest does not know it)."""
+        return self.clips.get(clip_id) or ManifestEntry()
+
+    async def open(self, on_wait: Callable[[], None]) -> None:
+        """Create the folder, take its lock (calling ``on_wait`` if that means waiting),
+        then read its state.
+
+        Raises:
+            OSError: the folder cannot be made or its lock file cannot be opened.
+        """
+        await anyio.to_thread.run_sync(self._make_folder)
+        await self.lock.acquire(on_wait)
+        await self._load()
+
+    async def try_open(self) -> bool:
+        """Like :meth:`open` when the lock is free; False (nothing read) when it is not."""
+        await anyio.to_thread.run_sync(self._make_folder)
+        if not self.lock.try_acquire():
+            return False
+        await self._load()
+        return True
+
+    async def _load(self) -> None:
+        try:
+            state = await anyio.to_thread.run_sync(load_manifest, self.directory)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.clips = dict(state.clips)
+
+    def _make_folder(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    async def record(
+        self, clip_id: str, entry: ManifestEntry, *, sidecar: tuple[Path, Sidecar] | None = None
+    ) -> None:
+        """Store a clip's new entry: one journal line (and the sidecar), in one thread trip.
+
+        Shielded from cancellation: a record that was started is written whole.
+        """
+        line = journal_line(clip_id, entry)
+        side = None if sidecar is None else (sidecar[0], encode_sidecar(sidecar[1]))
+        with anyio.CancelScope(shield=True):
+            async with self._guard:
+                compact = self._journal_lines >= (
+                    _JOURNAL_LINES_PER_CLIP * len(self.clips) + _JOURNAL_SLACK
+                )
+                clips = {**self.clips, clip_id: entry}
+                snapshot = self._snapshot(clips) if compact else None
+                await anyio.to_thread.run_sync(self._append, line, side, snapshot)
+                self.clips = clips
+
+    def _snapshot(self, clips: Mapping[str, ManifestEntry]) -> bytes:
+        request = self.request
+        return encode_manifest(
+            Manifest(
+                request_id=request.request_id,
+                title=request.title,
+                source_url=request.url or request.file_url,
+                status=request.status_raw,
+                written_at=_clock.utcnow().isoformat(),
+                clips=dict(clips),
+            )
+        )
+
+    def _append(
+        self, line: bytes, sidecar: tuple[Path, bytes] | None, snapshot: bytes | None
+    ) -> None:
+        if sidecar is not None:
+            _replace_file(*sidecar, durable=False)
+        if snapshot is not None:
+            self._compact(snapshot)
+            return
+        if self._journal is None:
+            self._journal = os.open(
+                self.directory / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
+            )
+        _write_all(self._journal, line)  # one write: a kill leaves at most a torn last line
+        self._journal_lines += 1
+
+    def _compact(self, snapshot: bytes) -> None:
+        """Replace the manifest with ``snapshot`` (durably), then drop the journal."""
+        _replace_file(self.directory / MANIFEST, snapshot, durable=True)
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+        (self.directory / JOURNAL).unlink(missing_ok=True)
+        self._journal_lines = 0
+
+    async def close(self) -> None:
+        """Compact the state into ``manifest.json`` and release the folder's lock.
+
+        Shielded from cancellation. When the compaction fails (a full disk), the journal
+        stays and the next run replays it.
+        """
+        with anyio.CancelScope(shield=True):
+            async with self._guard:
+                try:
+                    await anyio.to_thread.run_sync(self._compact, self._snapshot(self.clips))
+                except OSError:
+                    pass  # the journal keeps every event; the next run replays it
+                finally:
+                    if self._journal is not None:
+                        os.close(self._journal)
+                        self._journal = None
+                    self.lock.release()
