@@ -280,14 +280,32 @@ async def download_with_display(
     """Download with the live display (or plain lines, or JSON); return the exit code."""
     async with client.stream_downloads(requests, dest, **options) as stream:
         display = LiveDisplay(out.console, stream) if out.live else None
-        async with _refreshing(display):
+        async with _refreshing(display), anyio.create_task_group() as watchers:
+            watchers.start_soon(_announce_busy_folders, stream)
             async for outcome in stream:
                 if display is None and not out.quiet and not out.as_json:
                     note = f"  ({outcome.message})" if outcome.message else ""
                     print(f"{outcome.state.value:<16} {outcome.path}{note}", flush=True)
+            watchers.cancel_scope.cancel()
         report = stream.report()
         final = stream.statistics()
     return _finish_download(report, final, out)
+
+
+async def _announce_busy_folders(stream: DownloadStream) -> None:
+    """Say on stderr, once per folder, that another run is writing it and this one waits."""
+    told: set[Path] = set()
+    while True:
+        for folder in stream.statistics().folders_busy:
+            if folder not in told:
+                told.add(folder)
+                print(
+                    f"{PROG}: another download is writing into {folder}; waiting for it to"
+                    " finish",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        await anyio.sleep(0.2)
 
 
 def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) -> int:

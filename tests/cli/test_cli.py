@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from ssemble_async._manifest import FolderLock
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
 pytestmark = pytest.mark.anyio
@@ -430,3 +431,27 @@ async def test_ctrl_c_keeps_finished_clips_and_resumes(tmp_path: Path) -> None:
     assert isinstance(report, dict)
     assert report["ok"]
     assert report["transferred"] < 100_000 + 2 * 3_000_000
+
+
+async def test_download_into_a_folder_another_run_writes_waits_and_says_so(
+    fake_ssemble: FakeSsembleAPI, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(), FakeClip())))
+    (tmp_path / rid).mkdir()
+    other_run = FolderLock(tmp_path / rid)
+    assert other_run.try_acquire()
+    command = [sys.executable, "-m", "ssemble_async", "download", rid, "-o", str(tmp_path)]
+    async with await anyio.open_process(command, env=environment(fake_ssemble)) as process:
+        assert process.stderr is not None
+        with anyio.fail_after(20):
+            said = b""
+            async for chunk in process.stderr:
+                said += chunk
+                if b"waiting for it to finish" in said:
+                    break
+        assert f"another download is writing into {tmp_path / rid}".encode() in said
+        assert not fake_ssemble.clip_requests  # nothing fetched while the folder is busy
+        other_run.release()
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+    assert len([r for r in fake_ssemble.clip_requests if r.method == "GET"]) == 2
