@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
@@ -54,3 +56,30 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "benchmarks/parsing.py")
     session.run("python", "benchmarks/download.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The long interruption soak: 280 trials, each interrupting a multi-request download.
+
+    Every kind takes turns (task cancel, SIGINT and SIGKILL of the command, both also on a
+    slow disk, a full disk, a clip host that fails until the run gives up), each followed by
+    a second run that must leave byte-identical files without fetching a completed byte
+    again; then two writers into one folder, 10 rounds of each kind. Prints the tallies.
+    ``SSEMBLE_SOAK_SEED=N`` replays a seed (``SSEMBLE_SOAK_TRIAL=N``: one trial of it);
+    arguments after ``--`` go to pytest.
+    """
+    session.install("-e", ".", *TEST_DEPS)
+    env = {
+        "SSEMBLE_SOAK_TRIALS": os.environ.get("SSEMBLE_SOAK_TRIALS", "280"),
+        "SSEMBLE_SOAK_MIN_INTERRUPTIONS": os.environ.get("SSEMBLE_SOAK_MIN_INTERRUPTIONS", "200"),
+        "SSEMBLE_TWO_WRITERS_ROUNDS": os.environ.get("SSEMBLE_TWO_WRITERS_ROUNDS", "10"),
+    }
+    session.run(
+        "pytest",
+        "-s",
+        "tests/reliability/test_soak.py",
+        "tests/reliability/test_two_writers.py",
+        *session.posargs,
+        env=env,
+    )

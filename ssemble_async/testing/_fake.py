@@ -271,6 +271,12 @@ class FakeSsembleAPI:
         jobs: Live job states by request ID.
         api_requests: Every request the API received, in order.
         clip_requests: Every request the clip host received, in order.
+        clip_bytes_sent: Body bytes of each clip that the clip host handed to the
+            connection for GET requests, over all of them, by ``(request_id, clip_id)``
+            (clips never requested are absent). Counted in blocks of 64 KiB as each is
+            handed over, so the count is never behind what a client has read. A test
+            compares two snapshots to learn how many bytes a download fetched, e.g. that a
+            resume fetched only what was missing.
     """
 
     def __init__(
@@ -304,6 +310,7 @@ class FakeSsembleAPI:
         self.jobs: dict[str, JobState] = {}
         self.api_requests: list[RecordedRequest] = []
         self.clip_requests: list[RecordedRequest] = []
+        self.clip_bytes_sent: dict[tuple[str, str], int] = {}
         self._api_faults: list[ApiFault] = []
         self._clip_faults: list[ClipFault] = []
         self._clips_by_token: dict[str, ClipState] = {}
@@ -859,10 +866,29 @@ class FakeSsembleAPI:
         if fault is not None and fault.truncate_at is not None:
             cut = min(fault.truncate_at, cut)
         pause = cut if fault is None or fault.stall_at is None else min(fault.stall_at, cut)
-        await _send(response, body[:pause], self.clip_bytes_per_second)
+        key = next(
+            (rid, cid)
+            for rid, job in self.jobs.items()
+            for cid, clip in job.clips.items()
+            if clip is state
+        )
+
+        async def send(data: memoryview) -> None:
+            # Block by block, each counted as it is handed to the connection: the count
+            # is never behind what the client has read, nor ahead of it by more than the
+            # block in flight when a transfer is cut off.
+            for offset in range(0, len(data), _CHUNK):
+                block = data[offset : offset + _CHUNK]
+                if request.method == "GET":
+                    self.clip_bytes_sent[key] = self.clip_bytes_sent.get(key, 0) + len(block)
+                await _send(response, block)
+                if self.clip_bytes_per_second:
+                    await asyncio.sleep(len(block) / self.clip_bytes_per_second)
+
+        await send(body[:pause])
         if fault is not None:
             await asyncio.sleep(fault.stall_seconds)
-        await _send(response, body[pause:cut], self.clip_bytes_per_second)
+        await send(body[pause:cut])
         if request.method == "GET" and cut < announced:
             _drop(request, reset=fault is not None and fault.reset)
             return response

@@ -798,6 +798,34 @@ async def test_clip_faults(api: Api, clip: tuple[str, bytes]) -> None:
         assert resp.status == 200
 
 
+async def test_clip_bytes_sent_counts_the_body_bytes_of_each_get(
+    api: Api, clip: tuple[str, bytes]
+) -> None:
+    url, content = clip
+    fake = api.fake
+    rid = next(iter(fake.jobs))
+    other = fake.add_job(done(clips=[FakeClip(clip_id="c1", size=70_000)]))
+    assert fake.clip_bytes_sent == {}
+    async with api.session.get(url) as resp:
+        assert await resp.read() == content
+    assert fake.clip_bytes_sent == {(rid, "c1"): 200_000}
+    async with api.session.get(url, headers={"Range": "bytes=150000-"}) as resp:
+        assert resp.status == 206
+    async with api.session.head(url) as resp:  # a HEAD sends no body
+        assert resp.status == 200
+    assert fake.clip_bytes_sent == {(rid, "c1"): 250_000}
+    fake.inject_clip_fault(ClipFault(truncate_at=70_000))  # counted up to the cut
+    async with api.session.get(url) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    fake.inject_clip_fault(ClipFault(status=503))  # an error page is not the clip's body
+    async with api.session.get(url) as resp:
+        assert resp.status == 503
+    async with api.session.get(fake.clip_url(other, "c1")) as resp:  # same id, other request
+        assert len(await resp.read()) == 70_000
+    assert fake.clip_bytes_sent == {(rid, "c1"): 320_000, (other, "c1"): 70_000}
+
+
 # -- make_mp4 ------------------------------------------------------------------------------
 
 
