@@ -6,7 +6,13 @@ Everything public is importable from here; submodules other than
 
 from ssemble_async._client import Client, ProgressCallback, validate_request_id
 from ssemble_async._clock import instant_waits
-from ssemble_async._config import PollPolicy, QuotaPolicy, RetryPolicy, Timeouts
+from ssemble_async._config import (
+    ConnectionSettings,
+    PollPolicy,
+    QuotaPolicy,
+    RetryPolicy,
+    Timeouts,
+)
 from ssemble_async._download_models import (
     ClipOutcome,
     ClipState,
@@ -63,6 +69,7 @@ __all__ = [
     "ClipOutcome",
     "ClipState",
     "ConfigurationError",
+    "ConnectionSettings",
     "CreatedRequest",
     "DownloadError",
     "DownloadReport",

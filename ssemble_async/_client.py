@@ -15,6 +15,7 @@ import aiohttp
 from ssemble_async import _clock
 from ssemble_async._config import (
     DEFAULT_BASE_URL,
+    ConnectionSettings,
     PollPolicy,
     QuotaPolicy,
     RetryPolicy,
@@ -125,6 +126,12 @@ class Client:
         quota: what to do when the hourly quota is spent.
         poll: how :meth:`wait_for_completion` spaces its polls.
         user_agent: the ``User-Agent`` header to send.
+        connection: how the API calls connect (proxy, TLS, connections per host); by
+            default the proxy comes from ``https_proxy``/``http_proxy``/``all_proxy`` and
+            ``no_proxy`` (``ConnectionSettings(trust_env=False)`` ignores them).
+        download_connection: how the clip downloads connect, with the same defaults; their
+            session is separate and never carries the API key, and ``connection`` does not
+            apply to it.
 
     Raises:
         ConfigurationError: no API key was given or found, or the base URL is not HTTP(S).
@@ -141,6 +148,8 @@ class Client:
         quota: QuotaPolicy | None = None,
         poll: PollPolicy | None = None,
         user_agent: str | None = None,
+        connection: ConnectionSettings | None = None,
+        download_connection: ConnectionSettings | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("SSEMBLE_API_KEY", "")
         key = key.strip()
@@ -154,6 +163,7 @@ class Client:
             raise ConfigurationError(f"base_url must start with https:// or http://, got {root!r}")
         self.poll = poll or PollPolicy()
         self._pollers = 0
+        self._download_connection = download_connection or ConnectionSettings()
         self._api = APISession(
             api_key=Secret(key),
             base_url=root.rstrip("/"),
@@ -162,6 +172,7 @@ class Client:
             timeouts=timeouts or Timeouts(),
             quota=quota or QuotaPolicy(),
             user_agent=user_agent or f"ssemble-async/{__version__}",
+            connection=connection or ConnectionSettings(),
         )
 
     def __repr__(self) -> str:
@@ -506,6 +517,7 @@ class Client:
             options,
             retry=self._api.retry,
             user_agent=self._api.user_agent,
+            connection=self._download_connection,
         )
 
     async def download_many(

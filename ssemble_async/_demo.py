@@ -9,12 +9,14 @@ import anyio
 
 from ssemble_async._cli import Output, download_with_display, wait_with_progress
 from ssemble_async._client import Client
-from ssemble_async._config import PollPolicy
+from ssemble_async._config import ConnectionSettings, PollPolicy
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 
 __all__ = ["DEMO_JOB", "run_demo", "run_fake_server"]
 
 KIB = 1024
+#: The demo talks to 127.0.0.1 only: a proxy from the environment must not carry it.
+DIRECT = ConnectionSettings(trust_env=False)
 
 DEMO_JOB = FakeJob(
     seconds_per_step=0.8,
@@ -48,7 +50,11 @@ async def run_demo(dest: Path, out: Output) -> int:
     async with (
         FakeSsembleAPI(auto_job=DEMO_JOB, clip_bytes_per_second=1500 * KIB) as fake,
         Client(
-            fake.api_key, base_url=fake.base_url, poll=PollPolicy(initial=0.5, maximum=1.0)
+            fake.api_key,
+            base_url=fake.base_url,
+            poll=PollPolicy(initial=0.5, maximum=1.0),
+            connection=DIRECT,
+            download_connection=DIRECT,
         ) as client,
     ):
         out.print(

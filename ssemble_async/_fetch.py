@@ -16,7 +16,7 @@ import aiohttp
 import attrs
 
 from ssemble_async import _clock
-from ssemble_async._config import RetryPolicy, backoff_delay
+from ssemble_async._config import ConnectionSettings, RetryPolicy, backoff_delay
 from ssemble_async._errors import DownloadError
 from ssemble_async._manifest import Partial
 from ssemble_async._transfer import Expired, TransferState, Transient, fetch_to_part
@@ -53,6 +53,7 @@ class FetchSettings:
         chunk_size: bytes per write.
         idle_timeout: seconds without a byte before a try is abandoned.
         retry: backoff between tries, and how many tries in a row may make no progress.
+        connection: the proxy and TLS settings of each request.
         max_tries: tries in all, progress or not.
         max_url_refreshes: fresh URLs asked for after the host refused one.
     """
@@ -60,6 +61,7 @@ class FetchSettings:
     chunk_size: int
     idle_timeout: float
     retry: RetryPolicy
+    connection: ConnectionSettings
     max_tries: int = 50
     max_url_refreshes: int = 3
 
@@ -137,6 +139,7 @@ async def fetch_clip(
                 idle_timeout=settings.idle_timeout,
                 on_start=on_start,
                 on_bytes=on_bytes,
+                connection=settings.connection,
             )
         except Expired as exc:
             refreshes += 1

@@ -8,6 +8,7 @@ and translates aiohttp's exceptions into ours.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,14 @@ import aiohttp
 import attrs
 
 from ssemble_async import _clock
-from ssemble_async._config import QuotaPolicy, RetryPolicy, Timeouts, retry_delay
+from ssemble_async._config import (
+    ConnectionSettings,
+    QuotaPolicy,
+    RetryPolicy,
+    Timeouts,
+    proxy_for,
+    retry_delay,
+)
 from ssemble_async._converter import MAX_BODY_BYTES
 from ssemble_async._errors import (
     APIConnectionError,
@@ -92,6 +100,7 @@ class APISession:
         timeouts: Timeouts,
         quota: QuotaPolicy,
         user_agent: str,
+        connection: ConnectionSettings,
     ) -> None:
         self._key = api_key
         self.base_url = base_url
@@ -101,11 +110,15 @@ class APISession:
         self.timeouts = timeouts
         self.quota = quota
         self.user_agent = user_agent
+        self.connection = connection
         self.rate_limit: RateLimit | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession(raise_for_status=False)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=self.connection.limit_per_host),
+                raise_for_status=False,
+            )
         return self._session
 
     async def close(self) -> None:
@@ -185,6 +198,8 @@ class APISession:
                 headers=self._headers(body is not None),
                 timeout=self.timeouts.to_aiohttp(),
                 allow_redirects=False,
+                proxy=proxy_for(url, self.connection, os.environ),
+                ssl=self.connection.ssl,
                 raise_for_status=False,  # a borrowed session may have it on: statuses are ours
             ) as response:
                 # The key is scrubbed from anything the server echoes back (an error page, a
@@ -202,6 +217,13 @@ class APISession:
                 f"{what}: no answer from {self.base_url} within the timeouts"
                 f" (connect {self.timeouts.connect} s, read {self.timeouts.read} s)."
                 " Check the network, or raise Timeouts."
+            ) from exc
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise APIConnectionError(
+                f"{what}: cannot connect to the proxy {exc.host}:{exc.port} for {self.base_url}"
+                f" ({exc.os_error.strerror or exc}). Check the proxy settings (ConnectionSettings,"
+                " or the http_proxy/https_proxy/no_proxy variables).",
+                request_sent=False,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise APIConnectionError(

@@ -31,7 +31,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ssemble_async import _clock
-from ssemble_async._config import RetryPolicy
+from ssemble_async._config import ConnectionSettings, RetryPolicy
 from ssemble_async._download_models import (
     ClipOutcome,
     ClipState,
@@ -299,6 +299,7 @@ class _Pipeline:
         stream: DownloadStream,
         tracker: _Tracker,
         outcomes: MemoryObjectSendStream[ClipOutcome],
+        connection: ConnectionSettings,
     ) -> None:
         self.reader = reader
         self.root = root
@@ -309,6 +310,7 @@ class _Pipeline:
             retry=retry,
             max_tries=MAX_TRIES,
             max_url_refreshes=MAX_URL_REFRESHES,
+            connection=connection,
         )
         self.stream = stream
         self.tracker = tracker
@@ -769,6 +771,7 @@ async def run_pipeline(
     *,
     retry: RetryPolicy,
     user_agent: str,
+    connection: ConnectionSettings,
 ) -> AsyncIterator[DownloadStream]:
     """Run a download in a task group and yield the stream of its outcomes.
 
@@ -778,13 +781,15 @@ async def run_pipeline(
     send, receive = anyio.create_memory_object_stream[ClipOutcome](math.inf)
     tracker = _Tracker(requests_pending=len(requests))
     stream = DownloadStream(receive, tracker)
-    pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send)
+    pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send, connection)
     caller_error: Exception | None = None
     with send, receive, pipeline.queue, pipeline.queue_out:
         resolved = None if options.wait else await _preflight(pipeline, requests)
         # aiohttp buffers up to twice this per transfer; the write batch is chunk_size
         read_buffer = min(options.chunk_size, READ_BUFFER)
-        session = open_download_session(read_bufsize=read_buffer, user_agent=user_agent)
+        session = open_download_session(
+            read_bufsize=read_buffer, user_agent=user_agent, connection=connection
+        )
         try:
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(_feed, pipeline, requests, resolved, task_group)

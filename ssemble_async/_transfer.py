@@ -19,6 +19,7 @@ import aiohttp
 import anyio
 import attrs
 
+from ssemble_async._config import ConnectionSettings, proxy_for
 from ssemble_async._errors import DownloadError
 from ssemble_async._mp4 import Mp4Layout, mp4_layout
 from ssemble_async._plan import is_clip_content_type, looks_like_mp4, parse_content_range
@@ -86,10 +87,17 @@ class TransferState:
     head_checked: bool = False
 
 
-def open_download_session(*, read_bufsize: int, user_agent: str) -> aiohttp.ClientSession:
-    """A session for clip hosts only: no credentials, no cookies, no decompression."""
+def open_download_session(
+    *, read_bufsize: int, user_agent: str, connection: ConnectionSettings
+) -> aiohttp.ClientSession:
+    """A session for clip hosts only: no credentials, no cookies, no decompression.
+
+    It never reads the environment itself (aiohttp's ``trust_env`` would also read
+    ``~/.netrc`` and send its passwords to the clip hosts): :func:`fetch_to_part` gives
+    each request its proxy.
+    """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=connection.limit_per_host),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         read_bufsize=read_bufsize,
@@ -123,6 +131,7 @@ async def fetch_to_part(
     idle_timeout: float,
     on_start: Callable[[TransferState], Awaitable[None]],
     on_bytes: Callable[[int], None],
+    connection: ConnectionSettings,
 ) -> None:
     """Stream ``url`` into ``part`` from ``state.offset`` until the file is complete.
 
@@ -146,7 +155,14 @@ async def fetch_to_part(
             headers["If-Range"] = state.validator
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle_timeout, sock_read=idle_timeout)
     try:
-        async with session.get(url, headers=headers, timeout=timeout, max_redirects=5) as response:
+        async with session.get(
+            url,
+            headers=headers,
+            timeout=timeout,
+            max_redirects=5,
+            proxy=proxy_for(url, connection, os.environ),
+            ssl=connection.ssl,
+        ) as response:
             await _receive(response, part, state, chunk_size, on_start, on_bytes)
     except TimeoutError as exc:
         raise Transient(f"no data from the clip host for {idle_timeout:g} s") from exc

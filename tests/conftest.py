@@ -20,6 +20,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests reach 127.0.0.1 directly, whatever proxy the machine running them sets."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 @pytest.fixture
 def instant() -> Iterator[None]:
     """Every wait of the SDK instant (and the virtual clock set back afterwards)."""

@@ -333,7 +333,10 @@ async def test_download_exit_codes(fake_ssemble: FakeSsembleAPI, tmp_path: Path)
 
 
 async def test_demo_runs_offline(tmp_path: Path) -> None:
-    env = environment(None, SSEMBLE_API_KEY="", SSEMBLE_BASE_URL="http://127.0.0.1:9")
+    unreachable = "http://127.0.0.1:9"  # a proxy in the environment must not carry the demo
+    env = environment(
+        None, SSEMBLE_API_KEY="", SSEMBLE_BASE_URL=unreachable, HTTP_PROXY=unreachable
+    )
     with anyio.fail_after(60):
         result = await ssemble("demo", cwd=tmp_path, env=env)
     assert result.code == 0, result.err

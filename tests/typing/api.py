@@ -9,6 +9,7 @@ import aiohttp
 import ssemble_async
 from ssemble_async import (
     Client,
+    ConnectionSettings,
     CreatedRequest,
     PollPolicy,
     QuotaPolicy,
@@ -32,6 +33,8 @@ async def use_everything(session: aiohttp.ClientSession) -> None:
         timeouts=Timeouts(read=30),
         quota=QuotaPolicy(on_exhausted="raise"),
         poll=PollPolicy(initial=5),
+        connection=ConnectionSettings(trust_env=False),
+        download_connection=ConnectionSettings(proxy="http://proxy:3128", limit_per_host=4),
     ) as client:
         created: CreatedRequest = await client.create_short(
             url="https://youtu.be/x", start=0, end=60

@@ -14,6 +14,7 @@ EXPECTED = [
     "ClipOutcome",
     "ClipState",
     "ConfigurationError",
+    "ConnectionSettings",
     "CreatedRequest",
     "DownloadError",
     "DownloadReport",
