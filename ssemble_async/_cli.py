@@ -300,8 +300,7 @@ async def _announce_busy_folders(stream: DownloadStream) -> None:
             if folder not in told:
                 told.add(folder)
                 print(
-                    f"{PROG}: another download is writing into {folder}; waiting for it to"
-                    " finish",
+                    f"{PROG}: another download is writing into {folder}; waiting for it to finish",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -163,6 +163,7 @@ def test_layout_edge_cases() -> None:
     assert layout_of(clip + b"x") is Mp4Layout.SHORT  # a trailing byte opens a box it lacks
     large = struct.pack(">I4sQ", 1, b"mdat", 24) + b"\0" * 8
     assert layout_of(large) is Mp4Layout.COMPLETE  # a 64-bit size
+    assert layout_of(clip[:32]) is Mp4Layout.SHORT  # a cut between boxes, before the media
     assert layout_of(large[:12]) is Mp4Layout.SHORT
     assert layout_of(struct.pack(">I4s", 0, b"mdat") + b"x" * 10) is Mp4Layout.UNKNOWN
     assert layout_of(struct.pack(">I4s", 4, b"mdat") + b"x" * 10) is Mp4Layout.UNKNOWN
