@@ -380,6 +380,10 @@ class RequestStore:
         """Store a clip's new entry: one journal line (and the sidecar), in one thread trip.
 
         Shielded from cancellation: a record that was started is written whole.
+
+        Raises:
+            OSError: the entry (then nothing changed) or the sidecar (then the entry is
+                stored) could not be written.
         """
         line = journal_line(clip_id, entry)
         side = None if sidecar is None else (sidecar[0], encode_sidecar(sidecar[1]))
@@ -390,8 +394,10 @@ class RequestStore:
                 )
                 clips = {**self.clips, clip_id: entry}
                 snapshot = self._snapshot(clips) if compact else None
-                await anyio.to_thread.run_sync(self._append, line, side, snapshot)
+                sidecar_error = await anyio.to_thread.run_sync(self._append, line, side, snapshot)
                 self.clips = clips
+        if sidecar_error is not None:
+            raise sidecar_error
 
     def _snapshot(self, clips: Mapping[str, ManifestEntry]) -> bytes:
         request = self.request
@@ -408,18 +414,27 @@ class RequestStore:
 
     def _append(
         self, line: bytes, sidecar: tuple[Path, bytes] | None, snapshot: bytes | None
-    ) -> None:
-        if sidecar is not None:
-            _replace_file(*sidecar, durable=False)
+    ) -> OSError | None:
+        """Write the state, then the sidecar; return the sidecar's error, if any.
+
+        The state first: it is what the next run trusts, and once it is written the entry
+        must be kept even when the sidecar cannot be (a sidecar can be written again).
+        """
         if snapshot is not None:
             self._compact(snapshot)
-            return
-        if self._journal is None:
-            self._journal = os.open(
-                self.directory / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
-            )
-        _write_all(self._journal, line)  # one write: a kill leaves at most a torn last line
-        self._journal_lines += 1
+        else:
+            if self._journal is None:
+                self._journal = os.open(
+                    self.directory / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
+                )
+            _write_all(self._journal, line)  # one write: a kill leaves at most a torn line
+            self._journal_lines += 1
+        if sidecar is not None:
+            try:
+                _replace_file(*sidecar, durable=False)
+            except OSError as exc:
+                return exc
+        return None
 
     def _compact(self, snapshot: bytes) -> None:
         """Replace the manifest with ``snapshot`` (durably), then drop the journal."""

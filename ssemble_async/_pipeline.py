@@ -166,11 +166,6 @@ def _detached(exc: SsembleError) -> SsembleError:
     return exc
 
 
-def _replace_and_stat(part: Path, path: Path) -> os.stat_result:
-    os.replace(part, path)
-    return path.stat()
-
-
 async def _size_of(path: Path) -> int | None:
     try:
         return (await aiofiles.os.stat(path)).st_size
@@ -591,14 +586,25 @@ class _Pipeline:
                 on_start=on_start,
                 on_bytes=on_bytes,
             )
-            stat = await anyio.to_thread.run_sync(_replace_and_stat, part, path)
-            changes = {
-                "partial": None,
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "etag": state.etag,
-                "last_modified": state.last_modified,
-            }
+            stat = await aiofiles.os.stat(part)
+            # Recorded complete *before* the rename (a rename keeps size and mtime): a kill
+            # after the rename finds the file present; a kill before it, or a record that
+            # cannot be written (a full disk), leaves the .part to be confirmed with one
+            # range request, never fetched again.
+            await context.store.record(
+                clip_id,
+                attrs.evolve(
+                    context.store.entry(clip_id),
+                    file=context.names[clip_id],
+                    complete=True,
+                    size=stat.st_size,
+                    mtime_ns=stat.st_mtime_ns,
+                    etag=state.etag,
+                    last_modified=state.last_modified,
+                ),
+            )
+            await aiofiles.os.replace(part, path)
+            changes = {"partial": None}
             outcome = self.outcome(
                 context,
                 context.short(clip_id) or short,
