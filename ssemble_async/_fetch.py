@@ -18,7 +18,7 @@ import attrs
 from ssemble_async import _clock
 from ssemble_async._config import ConnectionSettings, RetryPolicy, backoff_delay
 from ssemble_async._errors import DownloadError
-from ssemble_async._manifest import Partial
+from ssemble_async._manifest import ManifestEntry
 from ssemble_async._transfer import Expired, TransferState, Transient, fetch_to_part
 
 __all__ = [
@@ -74,15 +74,19 @@ class GaveUp(DownloadError):
 
 
 def resume_state(
-    partial: Partial | None, part_size: int | None, *, overwrite: bool
+    entry: ManifestEntry, file: str, part_size: int | None, *, overwrite: bool
 ) -> TransferState:
     """Where a clip's transfer starts, from what an earlier run left.
 
-    A ``.part`` is resumed only when the manifest recorded the validator its bytes came
-    with (so the host can be asked for the rest of *that* file) and it is not larger than
-    the file. Otherwise the transfer starts at zero and cuts the ``.part`` to nothing.
+    A ``.part`` is resumed only when the clip's manifest entry recorded the validator its
+    bytes came with (so the host can be asked for the rest of *that* file), for the same
+    file name (``file``: names can change between runs), and it is not larger than the
+    file. Otherwise the transfer starts at zero and cuts the ``.part`` to nothing.
     """
-    if overwrite or partial is None or not partial.validator or not part_size:
+    partial = entry.partial
+    if overwrite or entry.file != file or partial is None or not partial.validator:
+        return TransferState()
+    if not part_size:
         return TransferState()
     if partial.total is not None and part_size > partial.total:
         return TransferState()
@@ -121,9 +125,9 @@ async def fetch_clip(
         SsembleError: a fresh URL was needed and reading the request failed.
         OSError: ``part`` could not be written.
     """
-    seen_version = source.version
     refreshes = tries = failures_in_a_row = 0
     while True:
+        seen_version = source.version  # the read this try's URL comes from
         url = source.url_of(clip_id)
         if not url:
             raise DownloadError("the clip has no URL any more (removed, or re-rendering)")
@@ -147,7 +151,7 @@ async def fetch_clip(
                 raise DownloadError(
                     f"{exc}; still refused after {settings.max_url_refreshes} fresh URLs"
                 ) from exc
-            seen_version = await source.refresh(seen_version)
+            await source.refresh(seen_version)
             continue
         except Transient as exc:
             progressed = made_progress(started_at, state.offset)

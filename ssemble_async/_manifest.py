@@ -52,6 +52,7 @@ LOCK_FILE = ".ssemble.lock"
 #: A journal longer than this many lines per clip (plus a constant) is compacted mid-run.
 _JOURNAL_LINES_PER_CLIP = 4
 _JOURNAL_SLACK = 256
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LOCK_POLL_FIRST = 0.05
 _LOCK_POLL_MAX = 1.0
 
@@ -118,6 +119,8 @@ class Manifest:
         source_url: the source video.
         status: the request's status when last read.
         written_at: when this state was written (ISO 8601, UTC).
+        generation: how many times the journal was compacted into this file; journal lines
+            of another generation (left by a run killed mid-compaction) are not replayed.
         clips: clip id -> its entry.
     """
 
@@ -126,6 +129,7 @@ class Manifest:
     source_url: str | None = None
     status: str | None = None
     written_at: str | None = None
+    generation: int = 0
     clips: dict[str, ManifestEntry] = attrs.field(factory=dict)
 
 
@@ -217,16 +221,16 @@ def decode_manifest(data: bytes) -> Manifest | None:
     return attrs.evolve(header, clips=entries)
 
 
-def journal_line(clip_id: str, entry: ManifestEntry) -> bytes:
-    """One journal line: the whole new entry of one clip."""
-    return _encode({"clip": clip_id, "entry": converter.unstructure(entry)})
+def journal_line(clip_id: str, entry: ManifestEntry, generation: int = 0) -> bytes:
+    """One journal line: the whole new entry of one clip, for the manifest of ``generation``."""
+    return _encode({"clip": clip_id, "gen": generation, "entry": converter.unstructure(entry)})
 
 
 def replay(manifest: Manifest, lines: Iterable[bytes]) -> Manifest:
     """``manifest`` with the journal ``lines`` applied in order (the last entry wins).
 
     A line that is not a complete journal record (the torn tail of a killed run, junk) is
-    skipped.
+    skipped, and so is a line of another generation than the manifest's (already in it).
     """
     clips = dict(manifest.clips)
     for line in lines:
@@ -235,6 +239,8 @@ def replay(manifest: Manifest, lines: Iterable[bytes]) -> Manifest:
         except (ValueError, RecursionError):
             continue
         if not isinstance(record, dict) or not isinstance(record.get("clip"), str):
+            continue
+        if record.get("gen", 0) != manifest.generation:
             continue
         entry = _structure_or_none(record.get("entry"), ManifestEntry)
         if entry is not None:
@@ -271,7 +277,7 @@ def _replace_file(path: Path, data: bytes, *, durable: bool) -> None:
     """Write ``path`` whole: a temporary file, (fsync,) then an atomic rename."""
     temporary = path.with_name(path.name + ".tmp")
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o666)
         try:
             _write_all(descriptor, data)
             if durable:
@@ -282,6 +288,22 @@ def _replace_file(path: Path, data: bytes, *, durable: bool) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp
         raise
+
+
+def _open_journal(path: Path) -> int:
+    """Open the journal for appending; end a torn last line first, so that the next line
+    is not glued to it (and lost with it)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _BINARY, 0o666)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size:
+            os.lseek(descriptor, size - 1, os.SEEK_SET)
+            if os.read(descriptor, 1) != b"\n":
+                _write_all(descriptor, b"\n")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 class FolderLock:
@@ -336,6 +358,7 @@ class RequestStore:
         self.request = request
         self.lock = FolderLock(directory)
         self.clips: dict[str, ManifestEntry] = {}
+        self.generation = 0
         self._journal: int | None = None
         self._journal_lines = 0
         self._guard = anyio.Lock()
@@ -370,6 +393,7 @@ class RequestStore:
             self.lock.release()
             raise
         self.clips = dict(state.clips)
+        self.generation = state.generation
 
     def _make_folder(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -385,7 +409,6 @@ class RequestStore:
             OSError: the entry (then nothing changed) or the sidecar (then the entry is
                 stored) could not be written.
         """
-        line = journal_line(clip_id, entry)
         side = None if sidecar is None else (sidecar[0], encode_sidecar(sidecar[1]))
         with anyio.CancelScope(shield=True):
             async with self._guard:
@@ -393,6 +416,7 @@ class RequestStore:
                     _JOURNAL_LINES_PER_CLIP * len(self.clips) + _JOURNAL_SLACK
                 )
                 clips = {**self.clips, clip_id: entry}
+                line = journal_line(clip_id, entry, self.generation)
                 snapshot = self._snapshot(clips) if compact else None
                 sidecar_error = await anyio.to_thread.run_sync(self._append, line, side, snapshot)
                 self.clips = clips
@@ -408,6 +432,7 @@ class RequestStore:
                 source_url=request.url or request.file_url,
                 status=request.status_raw,
                 written_at=_clock.utcnow().isoformat(),
+                generation=self.generation + 1,
                 clips=dict(clips),
             )
         )
@@ -424,10 +449,13 @@ class RequestStore:
             self._compact(snapshot)
         else:
             if self._journal is None:
-                self._journal = os.open(
-                    self.directory / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
-                )
-            _write_all(self._journal, line)  # one write: a kill leaves at most a torn line
+                self._journal = _open_journal(self.directory / JOURNAL)
+            try:
+                _write_all(self._journal, line)  # one write: a kill leaves a torn line at most
+            except OSError:
+                os.close(self._journal)  # reopened (and its torn tail ended) next time
+                self._journal = None
+                raise
             self._journal_lines += 1
         if sidecar is not None:
             try:
@@ -437,8 +465,13 @@ class RequestStore:
         return None
 
     def _compact(self, snapshot: bytes) -> None:
-        """Replace the manifest with ``snapshot`` (durably), then drop the journal."""
+        """Replace the manifest with ``snapshot`` (durably), then drop the journal.
+
+        The snapshot is of the next generation: a kill before the journal is gone leaves
+        lines that the next load knows to skip.
+        """
         _replace_file(self.directory / MANIFEST, snapshot, durable=True)
+        self.generation += 1
         if self._journal is not None:
             os.close(self._journal)
             self._journal = None

@@ -23,9 +23,11 @@ class Mp4Layout(enum.Enum):
     """The verdict of :func:`mp4_layout`."""
 
     COMPLETE = "complete"
-    """The top-level boxes end exactly at the end of the file, and one holds the media."""
+    """The top-level boxes end exactly at the end of the file; the index (``moov``) and the
+    media (``mdat``) are both there."""
     SHORT = "short"
-    """Bytes are missing: the last box runs past the end, or no box holds the media yet."""
+    """Bytes are missing: the last box runs past the end, or the index or the media is not
+    there yet."""
     UNKNOWN = "unknown"
     """The boxes cannot tell (a box "to the end of the file", or no valid box structure)."""
 
@@ -37,11 +39,12 @@ def mp4_layout(read_at: Callable[[int, int], bytes], size: int) -> Mp4Layout:
     only box headers are read (a few bytes per box).
     """
     offset = 0
-    has_media = False
+    seen: set[bytes] = set()
     for _ in range(MAX_TOP_LEVEL_BOXES):
         if offset == size:
-            # A cut that falls exactly between two boxes still has to hold the media data.
-            return Mp4Layout.COMPLETE if has_media else Mp4Layout.SHORT
+            # A cut that falls exactly between two boxes still has to hold the index and
+            # the media data (either may come last).
+            return Mp4Layout.COMPLETE if {b"moov", b"mdat"} <= seen else Mp4Layout.SHORT
         header = read_at(offset, _LARGE_HEADER)
         if len(header) < _HEADER:
             return Mp4Layout.SHORT
@@ -58,7 +61,7 @@ def mp4_layout(read_at: Callable[[int, int], bytes], size: int) -> Mp4Layout:
                 return Mp4Layout.UNKNOWN
         elif box_size < _HEADER:
             return Mp4Layout.UNKNOWN
-        has_media = has_media or kind == b"mdat"
+        seen.add(kind)
         offset += box_size
         if offset > size:
             return Mp4Layout.SHORT

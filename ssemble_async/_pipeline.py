@@ -52,7 +52,12 @@ from ssemble_async._fetch import FetchSettings, GaveUp, fetch_clip, resume_state
 from ssemble_async._manifest import Partial, RequestStore, Sidecar
 from ssemble_async._models import RequestState, Short, ShortsRequest
 from ssemble_async._plan import clip_file_names, safe_name
-from ssemble_async._transfer import TransferState, describe_os_error, open_download_session
+from ssemble_async._transfer import (
+    NotAClip,
+    TransferState,
+    describe_os_error,
+    open_download_session,
+)
 
 __all__ = [
     "DownloadOptions",
@@ -573,7 +578,10 @@ class _Pipeline:
         try:
             part_size = await _size_of(part)
             state = resume_state(
-                context.store.entry(clip_id).partial, part_size, overwrite=self.options.overwrite
+                context.store.entry(clip_id),
+                context.names[clip_id],
+                part_size,
+                overwrite=self.options.overwrite,
             )
             active.done = state.offset
             await fetch_clip(
@@ -620,9 +628,11 @@ class _Pipeline:
                 await _remove(part)  # nothing a later run could use
                 kept = ""
             outcome = self._failed(context, short, state, f"{exc}{kept}", exc)
-        except DownloadError as exc:
+        except NotAClip as exc:
             await _remove(part)  # bytes known to be wrong
             changes = {"partial": None}
+            outcome = self._failed(context, short, state, str(exc), exc)
+        except DownloadError as exc:  # the bytes on disk are good: a later run may use them
             outcome = self._failed(context, short, state, str(exc), exc)
         except OSError as exc:
             outcome = self._failed(context, short, state, describe_os_error(exc, part), exc)
@@ -788,7 +798,7 @@ async def run_pipeline(
     tracker = _Tracker(requests_pending=len(requests))
     stream = DownloadStream(receive, tracker)
     pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send, connection)
-    caller_error: Exception | None = None
+    caller_error: BaseException | None = None
     with send, receive, pipeline.queue, pipeline.queue_out:
         resolved = None if options.wait else await _preflight(pipeline, requests)
         # aiohttp buffers up to twice this per transfer; the write batch is chunk_size
@@ -802,7 +812,9 @@ async def run_pipeline(
                 task_group.start_soon(_work, pipeline, session)
                 try:
                     yield stream
-                except Exception as exc:  # the caller's own: re-raised as is, below
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:  # the caller's own: re-raised as is, below
                     caller_error = exc
                 task_group.cancel_scope.cancel()
         finally:

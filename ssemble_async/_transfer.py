@@ -27,6 +27,7 @@ from ssemble_async._plan import is_clip_content_type, looks_like_mp4, parse_cont
 __all__ = [
     "EXPIRED_STATUSES",
     "Expired",
+    "NotAClip",
     "TransferState",
     "Transient",
     "fetch_to_part",
@@ -50,6 +51,10 @@ class Expired(Exception):
 
 class Transient(Exception):
     """A failure worth retrying (after a backoff), resuming from what is on disk."""
+
+
+class NotAClip(DownloadError):
+    """The bytes the host sent are not a clip: the ``.part`` holds nothing worth keeping."""
 
 
 class NotAnMp4OnDisk(Transient):
@@ -149,10 +154,12 @@ async def fetch_to_part(
         OSError: the file could not be written.
     """
     headers: dict[str, str] = {}
+    if state.offset > 0 and not state.validator:
+        # Nothing can tell the rest of this file from the rest of another: start over.
+        state.offset = 0
     if state.offset > 0:
         headers["Range"] = f"bytes={state.offset}-"
-        if state.validator:
-            headers["If-Range"] = state.validator
+        headers["If-Range"] = state.validator or ""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle_timeout, sock_read=idle_timeout)
     try:
         async with session.get(
@@ -193,9 +200,13 @@ async def _receive(
     if status == 416:
         _on_unsatisfiable(response, state)
         # The .part holds the whole file: verify and flush it like a finished body.
-        await _seal(
-            _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset)), state
-        )
+        file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset))
+        try:
+            await _seal(file, state)
+        finally:
+            if not file.closed:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(file.close)
         return
     if status >= 500 or status in (408, 429):
         raise Transient(f"the clip host answered {status}")
@@ -241,7 +252,13 @@ def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) ->
     """A 416: the ``.part`` is complete when the host's size equals it, else start over."""
     raw = response.headers.get("Content-Range", "")
     size = raw.rpartition("/")[2].strip()
-    if size.isdigit() and int(size) == state.offset and state.offset > 0:
+    validator = _validator(response)
+    if (
+        size.isdigit()
+        and int(size) == state.offset > 0
+        and state.total in (None, state.offset)
+        and validator in (None, state.validator)
+    ):
         state.total = state.offset
         return
     state.offset, state.validator = 0, None
@@ -352,9 +369,7 @@ async def _write_body(
             if from_start and not state.head_checked and pending_size >= _HEAD_BYTES:
                 head = b"".join(pending)[:_HEAD_BYTES]
                 if not looks_like_mp4(head):
-                    raise DownloadError(
-                        f"the clip host sent something that is not an MP4 ({head!r}...)"
-                    )
+                    raise NotAClip(f"the clip host sent something that is not an MP4 ({head!r}...)")
                 state.head_checked = True
             if pending_size >= chunk_size:
                 batch, size = pending, pending_size
@@ -367,7 +382,7 @@ async def _write_body(
     if state.total is not None and state.offset != state.total:
         raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
     if from_start and not state.head_checked:
-        raise DownloadError(f"the clip host sent {state.offset} bytes, too few for an MP4")
+        raise NotAClip(f"the clip host sent {state.offset} bytes, too few for an MP4")
     await _seal(file, state)
 
 

@@ -83,8 +83,10 @@ class ScriptedHost:
         await self._server.wait_closed()
 
 
-def ok(body: bytes, etag: str, *, length: int | None = None) -> bytes:
-    lines = [b"HTTP/1.1 200 OK", b"Content-Type: video/mp4", f"ETag: {etag}".encode()]
+def ok(body: bytes, etag: str | None, *, length: int | None = None) -> bytes:
+    lines = [b"HTTP/1.1 200 OK", b"Content-Type: video/mp4"]
+    if etag is not None:
+        lines.append(f"ETag: {etag}".encode())
     if length is not None:
         lines.append(f"Content-Length: {length}".encode())
     return b"\r\n".join(lines)
@@ -162,6 +164,27 @@ async def test_a_host_ignoring_if_range_while_the_file_changed_never_splices(
     assert host.seen[3] == Seen(range=None, if_range=None)  # started over
 
 
+async def test_without_a_validator_a_resume_starts_over_instead_of_splicing(
+    client: Client, tmp_path: Path
+) -> None:
+    first_render, second_render = make_mp4(400_000, "first"), make_mp4(400_000, "second")
+
+    def script(index: int, seen: Seen) -> Reply:
+        if index == 0:  # no ETag, no Last-Modified: nothing identifies these bytes
+            return ok(first_render, None, length=400_000), first_render[:200_000]
+        first = start_of(seen)
+        if first:  # a host that would splice another render's rest onto the first
+            return partial(first, 400_000, '"x"'), second_render[first:]
+        return ok(second_render, None, length=400_000), second_render
+
+    async with ScriptedHost(script) as host:
+        report = await client.download_shorts(one_clip(host.url), tmp_path, chunk_size=65536)
+    (done,) = report.outcomes
+    assert done.state is ClipState.DOWNLOADED
+    assert done.path is not None and done.path.read_bytes() == second_render
+    assert [s.range for s in host.seen] == [None, None]
+
+
 # -- defect 6: a body of unknown length is verified by the MP4's own boxes ----------------
 
 
@@ -188,7 +211,8 @@ async def test_a_cut_body_without_content_length_is_resumed_not_accepted(
 async def test_a_whole_body_without_content_length_costs_one_request(
     client: Client, tmp_path: Path
 ) -> None:
-    clip = make_mp4(300_000, "whole")
+    moov = struct.pack(">I4s", 16, b"moov") + b"\0" * 8  # the index, after the media
+    clip = make_mp4(300_000, "whole") + moov
     async with ScriptedHost(lambda index, seen: (ok(clip, '"v"'), clip)) as host:
         report = await client.download_shorts(one_clip(host.url), tmp_path)
     assert [o.state for o in report.outcomes] == [ClipState.DOWNLOADED]
@@ -331,6 +355,20 @@ async def test_an_exception_raised_in_the_stream_block_is_not_wrapped(
     with anyio.fail_after(10):
         again = await client.download_shorts(rid, tmp_path)
     assert again.ok
+
+
+async def test_a_system_exit_in_the_stream_block_is_not_wrapped(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(),)))
+
+    async def consume() -> None:
+        async with client.stream_downloads([rid], tmp_path):
+            raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as raised:
+        await consume()
+    assert raised.value.code == 3
 
 
 async def test_an_exception_raised_before_iterating_is_not_wrapped(

@@ -143,7 +143,7 @@ def resumable_parts(dest: Path) -> dict[Path, int]:
                 size = part.stat().st_size
             except FileNotFoundError:
                 continue
-            offset = resume_state(entry.partial, size, overwrite=False).offset
+            offset = resume_state(entry, entry.file, size, overwrite=False).offset
             if offset:
                 found[part] = offset
     return found

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ssemble_async import RequestState, ShortsRequest
 from ssemble_async._fetch import made_progress, resume_state
 from ssemble_async._manifest import (
     JOURNAL,
@@ -23,6 +24,7 @@ from ssemble_async._manifest import (
     Manifest,
     ManifestEntry,
     Partial,
+    RequestStore,
     decode_manifest,
     encode_manifest,
     journal_line,
@@ -152,16 +154,19 @@ def layout_of(data: bytes) -> Mp4Layout:
 
 @given(st.integers(min_value=40, max_value=5000), st.data())
 def test_a_whole_clip_is_complete_and_any_cut_is_short(size: int, data: st.DataObject) -> None:
-    clip = make_mp4(size, "layout")
+    clip = make_mp4(size, "layout") + struct.pack(">I4s", 8, b"moov")
     assert layout_of(clip) is Mp4Layout.COMPLETE
-    cut = data.draw(st.integers(min_value=1, max_value=size - 1))
+    cut = data.draw(st.integers(min_value=1, max_value=len(clip) - 1))
     assert layout_of(clip[:cut]) is Mp4Layout.SHORT
 
 
 def test_layout_edge_cases() -> None:
-    clip = make_mp4(100, "edge")
+    moov = struct.pack(">I4s", 8, b"moov")
+    clip = make_mp4(100, "edge") + moov
+    assert layout_of(clip) is Mp4Layout.COMPLETE
+    assert layout_of(clip[:-8]) is Mp4Layout.SHORT  # media, no index: a cut before moov
     assert layout_of(clip + b"x") is Mp4Layout.SHORT  # a trailing byte opens a box it lacks
-    large = struct.pack(">I4sQ", 1, b"mdat", 24) + b"\0" * 8
+    large = struct.pack(">I4sQ", 1, b"mdat", 24) + b"\0" * 8 + moov
     assert layout_of(large) is Mp4Layout.COMPLETE  # a 64-bit size
     assert layout_of(clip[:32]) is Mp4Layout.SHORT  # a cut between boxes, before the media
     assert layout_of(large[:12]) is Mp4Layout.SHORT
@@ -193,9 +198,38 @@ def test_layout_edge_cases() -> None:
 def test_resume_state(
     partial: Partial | None, size: int | None, overwrite: bool, offset: int
 ) -> None:
-    state = resume_state(partial, size, overwrite=overwrite)
+    entry = ManifestEntry(file="a.mp4", partial=partial)
+    state = resume_state(entry, "a.mp4", size, overwrite=overwrite)
     assert state.offset == offset
     assert (state.validator is None) is (offset == 0)
+    # a .part recorded under another name (names can change between runs) is not this one
+    assert resume_state(entry, "b.mp4", size, overwrite=overwrite).offset == 0
+
+
+def test_journal_lines_of_an_older_generation_are_not_replayed(tmp_path: Path) -> None:
+    old = ManifestEntry(file="a.mp4", partial=Partial(validator='"v1"', total=9))
+    new = ManifestEntry(file="a.mp4", partial=Partial(validator='"v2"', total=9))
+    # killed after the compaction to generation 1, before the journal of generation 0 went
+    (tmp_path / MANIFEST).write_bytes(encode_manifest(Manifest(generation=1, clips={"a": new})))
+    (tmp_path / JOURNAL).write_bytes(journal_line("a", old, 0))
+    assert load_manifest(tmp_path).clips == {"a": new}
+    (tmp_path / JOURNAL).write_bytes(journal_line("a", old, 0) + journal_line("b", old, 1))
+    assert load_manifest(tmp_path).clips == {"a": new, "b": old}
+
+
+@pytest.mark.anyio
+async def test_a_torn_journal_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    request = ShortsRequest(request_id="a" * 24, status=RequestState.COMPLETED, status_raw="x")
+    entry = ManifestEntry(file="c.mp4", complete=True, size=1, mtime_ns=1)
+    (tmp_path / JOURNAL).write_bytes(journal_line("b", entry)[:15])  # a kill mid-write
+    store = RequestStore(tmp_path, request)
+    assert await store.try_open()
+    await store.record("c", entry)
+    assert load_manifest(tmp_path).clips == {"c": entry}
+    await store.close()
+    assert load_manifest(tmp_path).clips == {"c": entry}
+    assert not (tmp_path / JOURNAL).exists()
+    assert load_manifest(tmp_path).generation == 1
 
 
 @given(st.integers(min_value=0), st.integers(min_value=0))
