@@ -170,3 +170,15 @@ def sent_since(
         for key, count in fake.clip_bytes_sent.items()
         if count != before.get(key, 0)
     }
+
+
+def environment(fake: FakeSsembleAPI) -> dict[str, str]:
+    """The environment of an ``ssemble`` subprocess that talks to ``fake``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
+    env.update(
+        SSEMBLE_API_KEY=fake.api_key,
+        SSEMBLE_BASE_URL=fake.base_url,
+        PYTHONUNBUFFERED="1",
+        TERM="dumb",
+    )
+    return env

@@ -10,7 +10,6 @@ its size with ``Range`` (and ``If-Range``).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -21,23 +20,12 @@ import pytest
 from ssemble_async._manifest import load_manifest
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import FinalNameWatch, resumable_parts, sha
+from ._support import FinalNameWatch, environment, resumable_parts, sha
 
 pytestmark = pytest.mark.anyio
 
 SIZES = (1_600_000, 1_200_000, 30_000)
 LARGE = 2  # the first two clips of each request are still in flight at the kill
-
-
-def environment(fake: FakeSsembleAPI) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
-    env.update(
-        SSEMBLE_API_KEY=fake.api_key,
-        SSEMBLE_BASE_URL=fake.base_url,
-        PYTHONUNBUFFERED="1",
-        TERM="dumb",
-    )
-    return env
 
 
 async def test_sigkill_mid_transfer_then_resume(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ import pytest
 from ssemble_async import Client, ClipState, DownloadReport, RetryPolicy, instant_waits
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import bytes_sent, resumable_parts, sent_since, sha
+from ._support import bytes_sent, environment, resumable_parts, sent_since, sha
 
 pytestmark = pytest.mark.anyio
 
@@ -217,17 +217,6 @@ async def download(trial: Trial) -> DownloadReport:
             return await client.download_many(
                 trial.rids, trial.dest, concurrency=trial.concurrency, chunk_size=CHUNK
             )
-
-
-def environment(fake: FakeSsembleAPI) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
-    env.update(
-        SSEMBLE_API_KEY=fake.api_key,
-        SSEMBLE_BASE_URL=fake.base_url,
-        PYTHONUNBUFFERED="1",
-        TERM="dumb",
-    )
-    return env
 
 
 # -- the first run, interrupted -------------------------------------------------------------

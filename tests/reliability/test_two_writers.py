@@ -36,7 +36,7 @@ import pytest
 from ssemble_async import Client, RetryPolicy
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import complete_clips, sha
+from ._support import complete_clips, environment, sha
 
 pytestmark = pytest.mark.anyio
 
@@ -85,17 +85,6 @@ def new_round(name: str, fake: FakeSsembleAPI, dest: Path, rng: random.Random) -
         for _ in range(REQUESTS)
     ]
     return Round(name=name, fake=fake, dest=dest, rids=rids)
-
-
-def environment(fake: FakeSsembleAPI) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
-    env.update(
-        SSEMBLE_API_KEY=fake.api_key,
-        SSEMBLE_BASE_URL=fake.base_url,
-        PYTHONUNBUFFERED="1",
-        TERM="dumb",
-    )
-    return env
 
 
 def outcomes_of_report(report: Any) -> dict[Path, str]:
