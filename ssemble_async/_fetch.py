@@ -24,7 +24,6 @@ from ssemble_async._transfer import Expired, TransferState, Transient, fetch_to_
 __all__ = [
     "ClipSource",
     "FetchSettings",
-    "GaveUp",
     "fetch_clip",
     "made_progress",
     "resume_state",
@@ -64,13 +63,6 @@ class FetchSettings:
     connection: ConnectionSettings
     max_tries: int = 50
     max_url_refreshes: int = 3
-
-
-class GaveUp(DownloadError):
-    """Tries ran out on a failure worth retrying; the bytes on disk are good.
-
-    The ``.part`` is kept: when its validator is recorded, the next run resumes it.
-    """
 
 
 def resume_state(
@@ -120,8 +112,9 @@ async def fetch_clip(
     such tries in a row or ``settings.max_tries`` in all.
 
     Raises:
-        GaveUp: tries ran out; the bytes in ``part`` are good (``state.offset`` of them).
-        DownloadError: a failure no retry can mend (the bytes are not a clip).
+        NotAClip: the host sent something that is not a clip (the bytes are wrong).
+        DownloadError: tries ran out, or no retry can mend the failure; the bytes in
+            ``part`` are good (``state.offset`` of them).
         SsembleError: a fresh URL was needed and reading the request failed.
         OSError: ``part`` could not be written.
     """
@@ -157,7 +150,7 @@ async def fetch_clip(
             progressed = made_progress(started_at, state.offset)
             failures_in_a_row = 0 if progressed else failures_in_a_row + 1
             if failures_in_a_row >= settings.retry.attempts or tries >= settings.max_tries:
-                raise GaveUp(f"{exc} (gave up after {tries} tries)") from exc
+                raise DownloadError(f"{exc} (gave up after {tries} tries)") from exc
             await _clock.sleep(backoff_delay(settings.retry, max(1, failures_in_a_row)))
             continue
         return

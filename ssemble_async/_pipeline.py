@@ -48,7 +48,7 @@ from ssemble_async._errors import (
     RequestNotReadyError,
     SsembleError,
 )
-from ssemble_async._fetch import FetchSettings, GaveUp, fetch_clip, resume_state
+from ssemble_async._fetch import FetchSettings, fetch_clip, resume_state
 from ssemble_async._manifest import Partial, RequestStore, Sidecar
 from ssemble_async._models import RequestState, Short, ShortsRequest
 from ssemble_async._plan import clip_file_names, safe_name
@@ -193,6 +193,7 @@ class _RequestContext:
         self.store = RequestStore(self.dir, request)
         self.version = 0
         self.remaining = 0
+        self.names: dict[str, str] = {}
         self._set_request(request)
         self._refreshing: anyio.Event | None = None
         self._refresh_error: SsembleError | None = None
@@ -203,10 +204,8 @@ class _RequestContext:
         for short in request.shorts_by_score():
             by_id.setdefault(short.id, short)  # a repeated clip id: the first one counts
         self.shorts = by_id
-        if self.version == 0:
-            self.names = clip_file_names(by_id)
-        else:  # clips that appeared since the first read get names of their own
-            self.names = {**clip_file_names([*self.names, *by_id]), **self.names}
+        # clips that appear on a later read get names of their own; known ones keep theirs
+        self.names = {**clip_file_names([*self.names, *by_id]), **self.names}
 
     def path_of(self, clip_id: str) -> Path:
         return self.dir / self.names[clip_id]
@@ -620,20 +619,13 @@ class _Pipeline:
                 size=stat.st_size,
                 transferred=state.transferred,
             )
-        except GaveUp as exc:
-            partial = context.store.entry(clip_id).partial
-            if partial is not None and partial.validator == state.validator and state.offset:
-                kept = f"; {state.offset} bytes kept in {part.name}: run again to resume"
-            else:
-                await _remove(part)  # nothing a later run could use
-                kept = ""
-            outcome = self._failed(context, short, state, f"{exc}{kept}", exc)
         except NotAClip as exc:
             await _remove(part)  # bytes known to be wrong
             changes = {"partial": None}
             outcome = self._failed(context, short, state, str(exc), exc)
-        except DownloadError as exc:  # the bytes on disk are good: a later run may use them
-            outcome = self._failed(context, short, state, str(exc), exc)
+        except DownloadError as exc:  # giving up, a refused URL...: the bytes are good
+            kept = await self._keep_if_resumable(context, clip_id, part, state)
+            outcome = self._failed(context, short, state, f"{exc}{kept}", exc)
         except OSError as exc:
             outcome = self._failed(context, short, state, describe_os_error(exc, part), exc)
         except SsembleError as exc:
@@ -641,6 +633,16 @@ class _Pipeline:
         finally:
             self.tracker.active.pop(key, None)
         await self.finish(context, outcome, **changes)
+
+    async def _keep_if_resumable(
+        self, context: _RequestContext, clip_id: str, part: Path, state: TransferState
+    ) -> str:
+        """Keep a ``.part`` the next run can resume (and say so), remove any other."""
+        partial = context.store.entry(clip_id).partial
+        if partial is not None and partial.validator == state.validator and state.offset:
+            return f"; {state.offset} bytes kept in {part.name}: run again to resume"
+        await _remove(part)  # nothing a later run could use
+        return ""
 
     async def _record_partial(
         self, context: _RequestContext, clip_id: str, started: TransferState

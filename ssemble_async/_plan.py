@@ -1,11 +1,10 @@
-"""Download planning (pure, no I/O): safe names, response checks, manifest decisions."""
+"""Download planning (pure, no I/O): safe names and response checks."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 import attrs
 
@@ -14,7 +13,6 @@ __all__ = [
     "clip_file_names",
     "is_clip_content_type",
     "looks_like_mp4",
-    "manifest_entry_matches",
     "parse_content_range",
     "safe_name",
 ]
@@ -141,16 +139,3 @@ def parse_content_range(value: str | None) -> ContentRange | None:
     if result.last < result.first or (result.total is not None and result.last >= result.total):
         return None
     return result
-
-
-def manifest_entry_matches(
-    entry: Mapping[str, Any] | None, size: int | None, mtime_ns: int | None
-) -> bool:
-    """True when a manifest entry records a complete file that is still the same on disk.
-
-    The validator is the size and modification time recorded right after the file was
-    verified and renamed into place; a file touched since is downloaded again.
-    """
-    if entry is None or entry.get("complete") is not True:
-        return False
-    return size is not None and entry.get("size") == size and entry.get("mtime_ns") == mtime_ns

@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -154,12 +155,11 @@ async def fetch_to_part(
         OSError: the file could not be written.
     """
     headers: dict[str, str] = {}
-    if state.offset > 0 and not state.validator:
-        # Nothing can tell the rest of this file from the rest of another: start over.
-        state.offset = 0
-    if state.offset > 0:
+    if state.offset > 0 and state.validator:
         headers["Range"] = f"bytes={state.offset}-"
-        headers["If-Range"] = state.validator or ""
+        headers["If-Range"] = state.validator
+    else:
+        state.offset = 0  # without a validator nothing can tell this file's rest from another's
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle_timeout, sock_read=idle_timeout)
     try:
         async with session.get(
@@ -200,13 +200,8 @@ async def _receive(
     if status == 416:
         _on_unsatisfiable(response, state)
         # The .part holds the whole file: verify and flush it like a finished body.
-        file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset))
-        try:
+        async with _opened_part(part, state.offset) as file:
             await _seal(file, state)
-        finally:
-            if not file.closed:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(file.close)
         return
     if status >= 500 or status in (408, 429):
         raise Transient(f"the clip host answered {status}")
@@ -238,14 +233,9 @@ async def _receive(
     # Cut the .part to the bytes known to be right *before* the caller records the
     # validator the next bytes come with: a kill in between never pairs old bytes with a
     # new validator.
-    file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, state.offset))
-    try:
+    async with _opened_part(part, state.offset) as file:
         await on_start(state)
         await _write_body(response, file, state, chunk_size=chunk_size, on_bytes=on_bytes)
-    finally:
-        if not file.closed:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(file.close)
 
 
 def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) -> None:
@@ -274,6 +264,19 @@ def _open_part(part: Path, keep: int) -> int:
         os.close(descriptor)
         raise
     return descriptor
+
+
+@asynccontextmanager
+async def _opened_part(part: Path, keep: int) -> AsyncIterator[_PartFile]:
+    """The ``.part`` cut to its first ``keep`` bytes, open for positional writes; closed on
+    exit (shielded) unless sealing closed it already."""
+    file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, keep))
+    try:
+        yield file
+    finally:
+        if not file.closed:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
 
 
 class _PartFile:

@@ -13,7 +13,6 @@ from ssemble_async._plan import (
     clip_file_names,
     is_clip_content_type,
     looks_like_mp4,
-    manifest_entry_matches,
     parse_content_range,
     safe_name,
 )
@@ -240,12 +239,3 @@ def test_mp4_signature() -> None:
 )
 def test_content_range(value: str | None, expected: ContentRange | None) -> None:
     assert parse_content_range(value) == expected
-
-
-def test_manifest_entry_matches() -> None:
-    entry = {"complete": True, "size": 10, "mtime_ns": 5}
-    assert manifest_entry_matches(entry, 10, 5)
-    assert not manifest_entry_matches(entry, 11, 5)
-    assert not manifest_entry_matches(entry, 10, 6)
-    assert not manifest_entry_matches({**entry, "complete": False}, 10, 5)
-    assert not manifest_entry_matches(None, 10, 5)
