@@ -292,6 +292,56 @@ async def test_giving_up_keeps_the_part_and_the_next_run_resumes_it(
     assert second.transferred == size - 700_000
 
 
+async def test_a_url_refused_after_progress_keeps_the_part_for_the_next_run(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    size = 2_000_000
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=size),)))
+    fake_ssemble.inject_clip_fault(ClipFault(truncate_at=700_000))
+    fake_ssemble.inject_clip_fault(ClipFault(status=403, times=4))  # 3 fresh URLs, refused
+    first = await client.download_shorts(rid, tmp_path)
+    (failed,) = first.outcomes
+    assert failed.state is ClipState.FAILED
+    assert "3 fresh URLs" in (failed.message or "")
+    assert "700000 bytes kept" in (failed.message or "")
+    seen = len(fake_ssemble.clip_requests)
+    second = await client.download_shorts(rid, tmp_path)
+    assert second.ok
+    assert_files_match(fake_ssemble, second)
+    (resumed,) = [r for r in fake_ssemble.clip_requests[seen:] if r.method == "GET"]
+    assert resumed.headers["Range"] == "bytes=700000-"
+
+
+async def test_a_416_whose_size_contradicts_the_recorded_total_starts_over(
+    patient: Client, client: Client, tmp_path: Path
+) -> None:
+    old, new = make_mp4(600_000, "old"), make_mp4(300_000, "new, shorter")
+
+    def script(index: int, seen: Seen) -> Reply:
+        if index == 0:  # 300000 bytes of a 600000-byte file, then a hiccup
+            return ok(old, '"old"', length=len(old)), old[:300_000]
+        if index == 1:
+            return b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0", b""
+        if seen.range:  # the file is now 300000 bytes long: "nothing after byte 300000"
+            return (
+                f"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len(new)}".encode(),
+                b"",
+            )
+        return ok(new, '"new"', length=len(new)), new
+
+    chunk = 64 * 1024
+    async with ScriptedHost(script) as host:
+        first = await patient.download_shorts(one_clip(host.url), tmp_path, chunk_size=chunk)
+        (failed,) = first.outcomes
+        assert failed.path is not None
+        assert failed.path.with_name(failed.path.name + ".part").stat().st_size == 300_000
+        second = await client.download_shorts(one_clip(host.url), tmp_path, chunk_size=chunk)
+    (done,) = second.outcomes
+    assert done.state is ClipState.DOWNLOADED
+    assert done.path is not None and done.path.read_bytes() == new  # not old[:300000]
+    assert [s.range for s in host.seen[2:]] == ["bytes=300000-", None]
+
+
 async def test_bytes_known_to_be_wrong_are_deleted(
     fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
 ) -> None:
