@@ -56,6 +56,14 @@ from ssemble_async._models import (
     TimeRange,
 )
 from ssemble_async._pipeline import DownloadStream
+from ssemble_async._quota import (
+    CallResult,
+    Lease,
+    Priority,
+    QuotaBudget,
+    QuotaGovernor,
+    Reach,
+)
 from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
 
@@ -65,6 +73,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CallResult",
     "Client",
     "ClipOutcome",
     "ClipState",
@@ -78,15 +87,20 @@ __all__ = [
     "GameVideo",
     "InvalidArgumentError",
     "InvalidRequestIdError",
+    "Lease",
     "MemeHook",
     "MusicTrack",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
+    "Priority",
     "ProgressCallback",
+    "QuotaBudget",
+    "QuotaGovernor",
     "QuotaPolicy",
     "RateLimit",
     "RateLimitError",
+    "Reach",
     "RequestFailedError",
     "RequestNotReadyError",
     "RequestState",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -20,7 +20,6 @@ from ssemble_async._config import (
     QuotaPolicy,
     RetryPolicy,
     Timeouts,
-    poll_delay,
 )
 from ssemble_async._converter import (
     PageStep,
@@ -38,9 +37,9 @@ from ssemble_async._errors import (
     InvalidArgumentError,
     InvalidRequestIdError,
     NotFoundError,
-    RequestFailedError,
-    WaitTimeoutError,
+    SsembleError,
 )
+from ssemble_async._governor import LocalGovernor
 from ssemble_async._http import APISession, Secret
 from ssemble_async._models import (
     CreatedRequest,
@@ -60,8 +59,10 @@ from ssemble_async._pipeline import (
     run_pipeline,
     unique_requests,
 )
+from ssemble_async._quota import Priority, QuotaBudget, QuotaGovernor
 from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
+from ssemble_async._watch import Known, ProgressCallback, WaitResult, Watcher
 
 __all__ = ["Client", "ProgressCallback", "validate_request_id"]
 
@@ -69,15 +70,30 @@ logger = logging.getLogger("ssemble_async")
 
 T = TypeVar("T")
 
-#: Called with each status seen while waiting; may be a plain or an async function.
-ProgressCallback = Callable[[RequestStatus], Awaitable[None] | None]
-
 DEFAULT_WAIT_TIMEOUT = 3600.0
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_WINDOW = 1200.0
 MAX_CTA_CHARS = 200
+#: Statuses remembered per client (the newest), so a wait starts from what a read told.
+KNOWN_STATUSES = 1024
+#: A remembered status older than this is not used to start a wait.
+KNOWN_FOR = 600.0
+
+
+def _governor_for(quota_url: str | None, policy: QuotaPolicy) -> QuotaGovernor:
+    """The governor a ``quota_url`` names (unset or empty: this process's own)."""
+    if not quota_url:
+        return LocalGovernor(policy)
+    scheme = quota_url.partition("://")[0].lower()
+    if scheme in ("local", "memory"):
+        return LocalGovernor(policy)
+    raise ConfigurationError(
+        f"quota_url scheme {scheme + '://' if scheme else repr(quota_url)} is not supported:"
+        " leave quota_url (and SSEMBLE_QUOTA_URL) unset for this process's own budget."
+        " A quota shared in Redis (redis://) is not available in this version."
+    )
 
 
 def validate_request_id(request_id: object) -> str:
@@ -132,9 +148,14 @@ class Client:
         download_connection: how the clip downloads connect, with the same defaults; their
             session is separate and never carries the API key, and ``connection`` does not
             apply to it.
+        quota_url: where the key's quota budget is kept; default: ``SSEMBLE_QUOTA_URL``,
+            else this client's own (in-process) budget.
+        quota_governor: a :class:`QuotaGovernor` to grant this client's calls instead (for
+            example one shared by several clients of one key); overrides ``quota_url``.
 
     Raises:
-        ConfigurationError: no API key was given or found, or the base URL is not HTTP(S).
+        ConfigurationError: no API key was given or found, the base URL is not HTTP(S), or
+            ``quota_url`` names a store this version cannot use.
     """
 
     def __init__(
@@ -150,6 +171,8 @@ class Client:
         user_agent: str | None = None,
         connection: ConnectionSettings | None = None,
         download_connection: ConnectionSettings | None = None,
+        quota_url: str | None = None,
+        quota_governor: QuotaGovernor | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("SSEMBLE_API_KEY", "")
         key = key.strip()
@@ -162,15 +185,23 @@ class Client:
         if not root.startswith(("https://", "http://")):
             raise ConfigurationError(f"base_url must start with https:// or http://, got {root!r}")
         self.poll = poll or PollPolicy()
-        self._pollers = 0
         self._download_connection = download_connection or ConnectionSettings()
+        quota = quota or QuotaPolicy()
+        if quota_governor is None:
+            quota_governor = _governor_for(
+                quota_url if quota_url is not None else os.environ.get("SSEMBLE_QUOTA_URL"),
+                quota,
+            )
+        self._known: OrderedDict[str, Known] = OrderedDict()
+        self._watcher = Watcher(_WatchCalls(self), self.poll)
         self._api = APISession(
             api_key=Secret(key),
             base_url=root.rstrip("/"),
             session=session,
             retry=retry or RetryPolicy(),
             timeouts=timeouts or Timeouts(),
-            quota=quota or QuotaPolicy(),
+            quota=quota,
+            governor=quota_governor,
             user_agent=user_agent or f"ssemble-async/{__version__}",
             connection=connection or ConnectionSettings(),
         )
@@ -187,6 +218,38 @@ class Client:
     def rate_limit(self) -> RateLimit | None:
         """The quota as the server last reported it, or None before the first response."""
         return self._api.rate_limit
+
+    @property
+    def quota(self) -> QuotaBudget:
+        """The quota budget as this client knows it now: the server's last figures
+        corrected by its own count, the calls in flight and the server's clock offset."""
+        return self._api.governor.budget()
+
+    def _remember(self, status: RequestStatus | ShortsRequest) -> None:
+        """Keep a status just read, so a wait for it starts one interval later."""
+        self._known[status.request_id] = Known(status=status, seen_at=_clock.utcnow())
+        self._known.move_to_end(status.request_id)
+        while len(self._known) > KNOWN_STATUSES:
+            self._known.popitem(last=False)
+
+    def _known_status(self, request_id: str) -> Known | None:
+        known = self._known.get(request_id)
+        if known is None:
+            return None
+        if (_clock.utcnow() - known.seen_at).total_seconds() > KNOWN_FOR:
+            return None
+        return known
+
+    async def _read(
+        self, request_id: str, *, priority: Priority, deadline: float | None
+    ) -> ShortsRequest:
+        rid = validate_request_id(request_id)
+        response = await self._api.request(
+            "GET", f"/shorts/{rid}", priority=priority, deadline=deadline
+        )
+        request = parse_shorts_request(response.body, request_id=rid, status=response.status)
+        self._remember(request)
+        return request
 
     async def __aenter__(self) -> Client:
         return self
@@ -214,9 +277,7 @@ class Client:
             InvalidRequestIdError: ``request_id`` is malformed (nothing is sent).
             NotFoundError: no such request on this account.
         """
-        rid = validate_request_id(request_id)
-        response = await self._api.request("GET", f"/shorts/{rid}")
-        return parse_shorts_request(response.body, request_id=rid, status=response.status)
+        return await self._read(request_id, priority=Priority.URGENT, deadline=None)
 
     async def get_status(self, request_id: str) -> RequestStatus:
         """Fetch the progress of a job (``GET /shorts/:id/status``), the cheap poll.
@@ -225,9 +286,18 @@ class Client:
             InvalidRequestIdError: ``request_id`` is malformed (nothing is sent).
             NotFoundError: no such request on this account.
         """
+        return await self._status(request_id, priority=Priority.URGENT, deadline=None)
+
+    async def _status(
+        self, request_id: str, *, priority: Priority, deadline: float | None
+    ) -> RequestStatus:
         rid = validate_request_id(request_id)
-        response = await self._api.request("GET", f"/shorts/{rid}/status")
-        return parse_status(response.body, request_id=rid, status=response.status)
+        response = await self._api.request(
+            "GET", f"/shorts/{rid}/status", priority=priority, deadline=deadline
+        )
+        status = parse_status(response.body, request_id=rid, status=response.status)
+        self._remember(status)
+        return status
 
     async def create_short(
         self,
@@ -317,7 +387,16 @@ class Client:
         }
         body = {key: value for key, value in options.items() if value is not None and value != ""}
         response = await self._api.request("POST", "/shorts/create", body=body, idempotent=False)
-        return parse_created(response.body, status=response.status)
+        created = parse_created(response.body, status=response.status)
+        if is_hex24(created.request_id):
+            self._remember(
+                RequestStatus(
+                    request_id=created.request_id.lower(),
+                    status=created.status,
+                    status_raw=created.status_raw,
+                )
+            )
+        return created
 
     async def delete_request(self, request_id: str, *, missing_ok: bool = False) -> None:
         """Delete a request and all its files (``DELETE /shorts/:id``); cancels a running job.
@@ -416,49 +495,91 @@ class Client:
         on_progress: ProgressCallback | None = None,
         poll: PollPolicy | None = None,
     ) -> ShortsRequest:
-        """Poll a job until it ends; return the whole request when it completed.
+        """Wait until a job ends; return the whole request when it completed.
 
-        Polls ``GET /shorts/:id/status`` at a growing interval (10 s, then x1.5 up to 60 s by
-        default) that is stretched when the hourly quota would not last until its reset;
-        concurrent waits of one client share that quota between them.
+        Every wait of a client shares one watcher: a round reads the list of requests
+        most recently updated (``GET /shorts``, one call for up to 100 jobs) and a finished
+        job costs one ``GET /shorts/:id``. Rounds follow the :class:`PollPolicy` (10 s,
+        then x1.5 up to 60 s by default) and are stretched so the hourly quota, less the
+        final read each waiting job still needs, lasts until its reset. When this client
+        read the job's status just before (``create_short``, ``get_status``...), the first
+        round comes one interval later.
 
         Args:
             request_id: the job to wait for.
-            timeout: seconds to wait in all (default one hour; jobs take 5-30 minutes).
-            on_progress: called with every status seen (plain or async function).
-            poll: overrides the client's :class:`PollPolicy` for this call.
+            timeout: seconds to wait in all (default one hour; jobs take 5-30 minutes),
+                quota waits and retries included.
+            on_progress: called with every status seen (plain or async function), in the
+                calling task.
+            poll: a :class:`PollPolicy` for this wait (the watcher follows the quickest
+                policy of the waits it serves).
 
         Raises:
             RequestFailedError: the job ended ``failed`` or ``cancelled``.
             WaitTimeoutError: ``timeout`` passed first; the job goes on on the server.
+            NotFoundError: no such request.
         """
         rid = validate_request_id(request_id)
-        policy = poll or self.poll
-        deadline = _clock.monotonic() + timeout
-        polls = 0
-        self._pollers += 1
-        try:
-            while True:
-                status = await self.get_status(rid)
-                polls += 1
-                if on_progress is not None:
-                    outcome = on_progress(status)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                if status.status is RequestState.COMPLETED:
-                    return await self.get_shorts(rid)
-                if status.status in (RequestState.FAILED, RequestState.CANCELLED):
-                    raise RequestFailedError(rid, status.status_raw, status.failure_reason)
-                remaining = deadline - _clock.monotonic()
-                if remaining <= 0:
-                    raise WaitTimeoutError(rid, timeout, status.status_raw)
-                delay = poll_delay(
-                    policy, polls - 1, self.rate_limit, _clock.utcnow(), self._pollers
-                )
-                logger.debug("request %s is %s; next poll in %.1f s", rid, status.status_raw, delay)
-                await _clock.sleep(min(delay, remaining))
-        finally:
-            self._pollers -= 1
+        return await self._watcher.wait(
+            rid,
+            timeout=timeout,
+            known=self._known_status(rid),
+            on_progress=on_progress,
+            policy=poll,
+        )
+
+    async def wait_for_many(
+        self,
+        requests: Iterable[RequestRef],
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[WaitResult]:
+        """Wait for several jobs at once; yield each as it ends, in the order they end.
+
+        Yields the :class:`ShortsRequest` of each job that completed, or the error of its
+        id: :class:`RequestFailedError` (failed or cancelled), :class:`NotFoundError`,
+        and :class:`WaitTimeoutError` for each job still running when ``timeout`` passes.
+        Every error has the ``request_id`` attribute. Each id (in any letter case) is
+        yielded once. The waits share the client's watcher (see
+        :meth:`wait_for_completion`): about one call a round for all of them, plus one
+        ``GET /shorts/:id`` per finished job::
+
+            async for result in client.wait_for_many(ids, timeout=3600):
+                if isinstance(result, ShortsRequest):
+                    print(result.request_id, len(result.shorts))
+
+        Args:
+            requests: request ids, or :class:`ShortsRequest` objects (a completed one is
+                yielded at once; another is watched from the status it carries).
+            timeout: seconds to wait in all, quota waits and retries included.
+            on_progress: called with every status seen, for any of the jobs.
+
+        Raises:
+            InvalidRequestIdError: an id is malformed (before anything is sent).
+        """
+        watched = self._watch_list(requests)
+        async for request_id, result in self._watcher.wait_many(
+            watched, timeout=timeout, on_progress=on_progress
+        ):
+            if isinstance(result, SsembleError) and not hasattr(result, "request_id"):
+                result.request_id = request_id  # type: ignore[attr-defined]
+            yield result
+
+    def _watch_list(self, requests: Iterable[RequestRef]) -> list[tuple[str, Known | None]]:
+        watched: list[tuple[str, Known | None]] = []
+        seen: set[str] = set()
+        for ref in requests:
+            if isinstance(ref, ShortsRequest):
+                rid = validate_request_id(ref.request_id)
+                known: Known | None = Known(status=ref, seen_at=_clock.utcnow())
+            else:
+                rid = validate_request_id(ref)
+                known = self._known_status(rid)
+            if rid not in seen:
+                seen.add(rid)
+                watched.append((rid, known))
+        return watched
 
     # -- downloads ------------------------------------------------------------------------
 
@@ -511,7 +632,7 @@ class Client:
                 )
         refs = unique_requests(checked)
         return run_pipeline(
-            self,
+            _WatchCalls(self),
             refs,
             dest,
             options,
@@ -613,3 +734,57 @@ class Client:
         for error in report.request_errors.values():
             raise error
         return report
+
+
+class _WatchCalls:
+    """The API calls of a client, as the watcher and the pipeline use them."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def read_request(
+        self, request_id: str, *, priority: Priority, deadline: float | None
+    ) -> ShortsRequest:
+        return await self._client._read(request_id, priority=priority, deadline=deadline)
+
+    async def read_status(
+        self, request_id: str, *, priority: Priority, deadline: float | None
+    ) -> RequestStatus:
+        return await self._client._status(request_id, priority=priority, deadline=deadline)
+
+    async def list_updates(
+        self, page: int, previous_ids: tuple[str, ...] | None, seen: int, *, deadline: float | None
+    ) -> tuple[tuple[RequestSummary, ...], tuple[str, ...], bool]:
+        query = {
+            "sortBy": "updatedAt",
+            "sortOrder": "desc",
+            "page": str(page),
+            "limit": str(MAX_PAGE_SIZE),
+        }
+        response = await self._client._api.request(
+            "GET", "/shorts", params=query, priority=Priority.POLL, deadline=deadline
+        )
+        result = parse_page(response.body, RequestSummary, status=response.status)
+        step = step_after_page(
+            result, number=page, requested=MAX_PAGE_SIZE, seen=seen, previous_ids=previous_ids
+        )
+        if step is PageStep.REPEAT:
+            return (), result.ids, False
+        return result.items, result.ids, step is PageStep.NEXT
+
+    def quota_budget(self) -> QuotaBudget:
+        return self._client.quota
+
+    async def get_shorts(self, request_id: str) -> ShortsRequest:
+        return await self._client.get_shorts(request_id)
+
+    async def wait_many(
+        self,
+        requests: list[RequestRef],
+        *,
+        timeout: float,
+    ) -> AsyncGenerator[tuple[str, WaitResult], None]:
+        async for item in self._client._watcher.wait_many(
+            self._client._watch_list(requests), timeout=timeout
+        ):
+            yield item

@@ -23,7 +23,6 @@ __all__ = [
     "RetryPolicy",
     "Timeouts",
     "backoff_delay",
-    "poll_delay",
     "proxy_for",
     "retry_delay",
 ]
@@ -314,38 +313,17 @@ def retry_delay(
     """The wait before retrying a call whose try number ``attempt`` failed.
 
     On a 429: the ``Retry-After`` value, else the time to ``X-RateLimit-Reset`` when the
-    hourly quota is spent, else the backoff. On a 503 with ``Retry-After``: that value, capped
-    at ``max_wait``. Anything else (a 5xx never waits for the quota reset): the backoff.
+    hourly quota is spent and the reset is still to come, else the backoff (never 0 s). On
+    a 503 with ``Retry-After``: that value, capped at ``max_wait``. Anything else (a 5xx
+    never waits for the quota reset): the backoff.
     """
     if status == 429:
         if retry_after is not None:
             return retry_after
         if rate_limit is not None and rate_limit.exhausted:
             until_reset = rate_limit.seconds_until_reset(now)
-            if until_reset is not None:
+            if until_reset:  # a reset already past is no reason to retry at once
                 return until_reset
     elif retry_after is not None and status is not None and status >= 500:
         return min(retry_after, policy.max_wait)
     return backoff_delay(policy, attempt, rng)
-
-
-def poll_delay(
-    policy: PollPolicy,
-    polls: int,
-    rate_limit: RateLimit | None,
-    now: dt.datetime,
-    pollers: int = 1,
-) -> float:
-    """The wait before status poll number ``polls + 1``, given the quota last reported.
-
-    Grows geometrically to ``maximum``; when the remaining hourly calls (less the reserve),
-    shared by ``pollers`` concurrent waits, would not last until the reset, waits long
-    enough that they do.
-    """
-    delay = min(policy.maximum, policy.initial * policy.factor ** min(polls, 64))
-    if rate_limit is not None and rate_limit.remaining_hour is not None:
-        until_reset = rate_limit.seconds_until_reset(now)
-        if until_reset is not None:
-            budget = max(1, rate_limit.remaining_hour - policy.reserve)
-            delay = max(delay, until_reset * max(1, pollers) / budget)
-    return delay

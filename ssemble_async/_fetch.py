@@ -43,6 +43,13 @@ class ClipSource(Protocol):
     async def refresh(self, seen_version: int) -> int:
         """Read the request again unless that happened since ``seen_version``."""
 
+    def futile(self, version: int) -> bool:
+        """True when the read ``version`` came from mended no refused URL (it gave a
+        refused clip the same URL again, and no refused clip a new one)."""
+
+    def note_refresh(self, version: int, *, mended: bool) -> None:
+        """Tell whether the read ``version`` gave a refused clip a new URL."""
+
 
 @attrs.frozen(kw_only=True)
 class FetchSettings:
@@ -107,9 +114,12 @@ async def fetch_clip(
 ) -> None:
     """Fetch until ``part`` holds the whole, verified, flushed clip.
 
-    Resumes after drops, asks ``source`` for a fresh URL when the host refuses one, backs
-    off between tries that made no progress, and gives up after ``settings.retry.attempts``
-    such tries in a row or ``settings.max_tries`` in all.
+    Resumes after drops, asks ``source`` for a fresh URL when the host refuses one (when
+    the request, read again, still gives the refused URL, or the URL comes from a re-read
+    that mended no refused URL, that URL is tried once more and the clip fails if it is
+    refused again: no further read), backs off between tries that made no progress, and
+    gives up after ``settings.retry.attempts`` such tries in a row or ``settings.max_tries``
+    in all.
 
     Raises:
         NotAClip: the host sent something that is not a clip (the bytes are wrong).
@@ -119,6 +129,7 @@ async def fetch_clip(
         OSError: ``part`` could not be written.
     """
     refreshes = tries = failures_in_a_row = 0
+    unchanged_url: str | None = None
     while True:
         seen_version = source.version  # the read this try's URL comes from
         url = source.url_of(clip_id)
@@ -144,7 +155,21 @@ async def fetch_clip(
                 raise DownloadError(
                     f"{exc}; still refused after {settings.max_url_refreshes} fresh URLs"
                 ) from exc
-            await source.refresh(seen_version)
+            if url == unchanged_url:
+                # the request was read again for this very URL: another read cannot help
+                raise DownloadError(
+                    f"{exc}, again after the request was read again: it still gives this URL"
+                ) from exc
+            if source.futile(seen_version):
+                # this URL comes from a re-read that mended no refused URL: one more try
+                # of it (the refusal may pass), no new read
+                unchanged_url = url
+                continue
+            version = await source.refresh(seen_version)
+            mended = source.url_of(clip_id) != url
+            source.note_refresh(version, mended=mended)
+            if not mended:
+                unchanged_url = url  # one more try of it (the refusal may pass), no new read
             continue
         except Transient as exc:
             progressed = made_progress(started_at, state.offset)

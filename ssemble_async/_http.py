@@ -1,18 +1,21 @@
 """The API session: the one place that sends API requests.
 
-It holds the API key (and sends it only to the API host, never following redirects), applies
-the quota gate, retries by :class:`RetryPolicy`, parses the quota headers of every response
-and translates aiohttp's exceptions into ours.
+It holds the API key (and sends it only to the API host, never following redirects), has
+every try granted by the quota governor, retries by :class:`RetryPolicy`, parses the quota
+headers of every response and translates aiohttp's exceptions into ours.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 import attrs
 
 from ssemble_async import _clock
@@ -34,6 +37,7 @@ from ssemble_async._errors import (
     SsembleError,
     error_from_response,
 )
+from ssemble_async._quota import CallResult, Priority, QuotaGovernor, Reach
 from ssemble_async._ratelimit import RateLimit, parse_rate_limit, parse_retry_after
 
 __all__ = ["APISession", "Response", "Secret"]
@@ -79,6 +83,18 @@ class Response:
     content_type: str
     rate_limit: RateLimit | None
     retry_after: str | None
+    date: dt.datetime | None = None
+
+
+def _http_date(raw: str | None) -> dt.datetime | None:
+    """The time of an HTTP ``Date`` header, or None."""
+    if raw is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _retryable_status(status: int, idempotent: bool) -> bool:
@@ -88,7 +104,7 @@ def _retryable_status(status: int, idempotent: bool) -> bool:
 
 
 class APISession:
-    """Sends requests to the API with the key, retries and the quota gate."""
+    """Sends requests to the API with the key, retries and the quota governor."""
 
     def __init__(
         self,
@@ -99,6 +115,7 @@ class APISession:
         retry: RetryPolicy,
         timeouts: Timeouts,
         quota: QuotaPolicy,
+        governor: QuotaGovernor,
         user_agent: str,
         connection: ConnectionSettings,
     ) -> None:
@@ -109,6 +126,7 @@ class APISession:
         self.retry = retry
         self.timeouts = timeouts
         self.quota = quota
+        self.governor = governor
         self.user_agent = user_agent
         self.connection = connection
         self.rate_limit: RateLimit | None = None
@@ -136,32 +154,6 @@ class APISession:
         if has_body:
             headers["Content-Type"] = "application/json"
         return headers
-
-    async def _quota_gate(self) -> None:
-        """Hold the call until the quota resets, or refuse it, when the server said 0 left."""
-        limit = self.rate_limit
-        if limit is None or not limit.exhausted:
-            return
-        wait = limit.seconds_until_reset(_clock.utcnow())
-        if wait is None or wait <= 0:
-            return  # unknown reset, or already passed: let the server decide
-        if self.quota.on_exhausted == "raise" or wait > self.quota.max_wait:
-            raise RateLimitError(
-                f"the hourly quota is spent ({limit.limit_hour or '?'} calls); it resets at"
-                f" {limit.reset:%Y-%m-%d %H:%M:%S} UTC, in {wait:.0f} s. The call was not sent.",
-                code="quota_exhausted",
-                rate_limit=limit,
-                retry_after=wait,
-                sent=False,
-            )
-        logger.warning("hourly quota spent; waiting %.0f s for its reset", wait)
-        await _clock.sleep(wait)
-        self.rate_limit = attrs.evolve(limit, remaining_hour=None)
-
-    def _count_call(self) -> None:
-        limit = self.rate_limit
-        if limit is not None and limit.remaining_hour is not None:
-            self.rate_limit = attrs.evolve(limit, remaining_hour=limit.remaining_hour - 1)
 
     async def _read_body(self, response: aiohttp.ClientResponse, what: str) -> bytes:
         length = response.content_length
@@ -211,6 +203,7 @@ class APISession:
                     content_type=response.content_type,
                     rate_limit=parse_rate_limit(response.headers),
                     retry_after=response.headers.get("Retry-After"),
+                    date=_http_date(response.headers.get("Date")),
                 )
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
             raise APITimeoutError(
@@ -246,39 +239,30 @@ class APISession:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         idempotent: bool = True,
+        priority: Priority = Priority.URGENT,
+        deadline: float | None = None,
     ) -> Response:
         """Send one API call, with retries; return a 2xx response or raise.
 
-        ``idempotent=False`` (create) retries only when the server certainly did not act on
-        the call: the connection was refused, or it answered 429.
+        Each try is granted by the quota governor first (``priority`` decides who goes first
+        when the budget is short). ``idempotent=False`` (create) retries only when the server
+        certainly did not act on the call: the connection was refused, or it answered 429.
+        ``deadline`` (package clock) bounds every wait of the call: quota, backoff and
+        ``Retry-After`` alike; a wait that would pass it raises the error instead.
         """
         policy = self.retry
         attempt = 0
         while True:
             attempt += 1
-            await self._quota_gate()
-            self._count_call()
-            started = _clock.monotonic()
-            try:
-                response = await self._send_once(method, path, params, body)
-            except APIConnectionError as exc:
+            response, error = await self._try(method, path, params, body, priority, deadline)
+            if response is not None and 200 <= response.status < 300:
+                return response
+            if response is None:
+                assert isinstance(error, APIConnectionError)
                 # A call that never reached the server is safe to repeat, even a create.
-                retryable = idempotent or not exc.request_sent
-                error: SsembleError = exc
+                retryable = idempotent or not error.request_sent
                 status, retry_after = None, None
             else:
-                if response.rate_limit is not None:
-                    self.rate_limit = response.rate_limit
-                logger.debug(
-                    "%s %s -> %d in %.2f s (quota left this hour: %s)",
-                    method,
-                    path,
-                    response.status,
-                    _clock.monotonic() - started,
-                    "?" if self.rate_limit is None else self.rate_limit.remaining_hour,
-                )
-                if 200 <= response.status < 300:
-                    return response
                 error = self._error(response)
                 status = response.status
                 retryable = _retryable_status(status, idempotent)
@@ -287,21 +271,17 @@ class APISession:
                     if isinstance(error, RateLimitError)
                     else parse_retry_after(response.retry_after, _clock.utcnow())
                 )
+            assert error is not None
             if not retryable or attempt >= policy.attempts:
                 raise error
-            delay = retry_delay(
-                policy,
-                attempt,
-                status=status,
-                retry_after=retry_after,
-                rate_limit=self.rate_limit,
-                now=_clock.utcnow(),
-            )
+            delay = self._retry_wait(policy, attempt, status, retry_after, response)
             # A 429 asking for more than a backoff wait means the quota is spent: that is
             # the quota policy's call. Anything longer than both limits is not waited for.
             if (
                 status == 429 and delay > policy.max_wait and self.quota.on_exhausted == "raise"
             ) or (delay > max(policy.max_wait, self.quota.max_wait)):
+                raise error
+            if deadline is not None and _clock.monotonic() + delay > deadline:
                 raise error
             logger.info(
                 "%s %s failed (%s); retry %d of %d in %.1f s",
@@ -313,6 +293,76 @@ class APISession:
                 delay,
             )
             await _clock.sleep(delay)
+
+    def _retry_wait(
+        self,
+        policy: RetryPolicy,
+        attempt: int,
+        status: int | None,
+        retry_after: float | None,
+        response: Response | None,
+    ) -> float:
+        """Seconds before the next try; 0 when the governor will hold it for the quota."""
+        if status == 429 and retry_after is None:
+            budget = self.governor.budget()
+            until = budget.seconds_until_reset(_clock.utcnow())
+            available = budget.available()
+            if available is not None and available <= 0 and until is not None and until > 0:
+                # spent until a reset still to come: the governor holds the next try until
+                # then, by the quota policy and on the server's clock
+                return 0.0
+        return retry_delay(
+            policy,
+            attempt,
+            status=status,
+            retry_after=retry_after,
+            rate_limit=None if response is None else response.rate_limit,
+            now=_clock.utcnow(),
+        )
+
+    async def _try(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        priority: Priority,
+        deadline: float | None,
+    ) -> tuple[Response | None, SsembleError | None]:
+        """One try, granted and settled by the governor: the response, or the error."""
+        lease = await self.governor.acquire(priority, deadline=deadline)
+        sent_at = _clock.utcnow()
+        result = CallResult(reach=Reach.MAYBE, sent_at=sent_at)
+        started = _clock.monotonic()
+        try:
+            try:
+                response = await self._send_once(method, path, params, body)
+            except APIConnectionError as exc:
+                reach = Reach.MAYBE if exc.request_sent else Reach.NO
+                result = CallResult(reach=reach, sent_at=sent_at)
+                return None, exc
+            result = CallResult(
+                reach=Reach.YES,
+                status=response.status,
+                rate_limit=response.rate_limit,
+                date=response.date,
+                sent_at=sent_at,
+                received_at=_clock.utcnow(),
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.governor.settle(lease, result)
+        if response.rate_limit is not None:
+            self.rate_limit = response.rate_limit
+        logger.debug(
+            "%s %s -> %d in %.2f s (quota left this hour: %s)",
+            method,
+            path,
+            response.status,
+            _clock.monotonic() - started,
+            "?" if self.rate_limit is None else self.rate_limit.remaining_hour,
+        )
+        return response, None
 
     def _error(self, response: Response) -> APIStatusError:
         return error_from_response(

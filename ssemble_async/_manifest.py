@@ -121,6 +121,8 @@ class Manifest:
         written_at: when this state was written (ISO 8601, UTC).
         generation: how many times the journal was compacted into this file; journal lines
             of another generation (left by a run killed mid-compaction) are not replayed.
+        clip_ids: every clip of the request, as last read (a re-run that finds each of them
+            complete does not read the request again).
         clips: clip id -> its entry.
     """
 
@@ -130,6 +132,7 @@ class Manifest:
     status: str | None = None
     written_at: str | None = None
     generation: int = 0
+    clip_ids: tuple[str, ...] = ()
     clips: dict[str, ManifestEntry] = attrs.field(factory=dict)
 
 
@@ -433,6 +436,7 @@ class RequestStore:
                 status=request.status_raw,
                 written_at=_clock.utcnow().isoformat(),
                 generation=self.generation + 1,
+                clip_ids=tuple(dict.fromkeys(short.id for short in request.shorts)),
                 clips=dict(clips),
             )
         )

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,9 +49,10 @@ from ssemble_async._errors import (
     SsembleError,
 )
 from ssemble_async._fetch import FetchSettings, fetch_clip, resume_state
-from ssemble_async._manifest import Partial, RequestStore, Sidecar
+from ssemble_async._manifest import Partial, RequestStore, Sidecar, load_manifest
 from ssemble_async._models import RequestState, Short, ShortsRequest
 from ssemble_async._plan import clip_file_names, safe_name
+from ssemble_async._quota import Priority
 from ssemble_async._transfer import (
     NotAClip,
     TransferState,
@@ -84,18 +85,23 @@ RequestRef = str | ShortsRequest
 
 
 class RequestReader(Protocol):
-    """The two API calls the pipeline needs (a :class:`Client` has both)."""
+    """The API calls the pipeline needs (a client provides them)."""
 
     async def get_shorts(self, request_id: str) -> ShortsRequest:
-        """Read a whole request."""
+        """Read a whole request (the caller's own call)."""
 
-    async def wait_for_completion(
-        self,
-        request_id: str,
-        *,
-        timeout: float,  # noqa: ASYNC109 (the signature of Client.wait_for_completion)
+    async def read_request(
+        self, request_id: str, *, priority: Priority, deadline: float | None
     ) -> ShortsRequest:
-        """Wait until a request ends; return it when it completed."""
+        """Read a whole request again, at ``priority``, giving up at ``deadline``."""
+
+    def wait_many(
+        self,
+        requests: list[RequestRef],
+        *,
+        timeout: float,
+    ) -> AsyncGenerator[tuple[str, ShortsRequest | SsembleError], None]:
+        """Wait for requests through the client's watcher; yield each as it ends."""
 
 
 @attrs.frozen(kw_only=True)
@@ -197,6 +203,7 @@ class _RequestContext:
         self._set_request(request)
         self._refreshing: anyio.Event | None = None
         self._refresh_error: SsembleError | None = None
+        self._futile: dict[int, bool] = {}  # re-read version -> it mended no refused URL
 
     def _set_request(self, request: ShortsRequest) -> None:
         self.request = self.store.request = request
@@ -217,10 +224,25 @@ class _RequestContext:
         short = self.shorts.get(clip_id)
         return None if short is None else short.video_url
 
-    async def refresh(self, seen_version: int) -> int:
-        """Re-read the request unless someone did since ``seen_version``; one call for all.
+    def futile(self, version: int) -> bool:
+        return self._futile.get(version, False)
 
-        Returns the version now current.
+    def note_refresh(self, version: int, *, mended: bool) -> None:
+        # one refused clip given a new URL makes the read useful for all of them
+        self._futile[version] = not mended and self._futile.get(version, True)
+
+    async def refresh(
+        self,
+        seen_version: int,
+        *,
+        priority: Priority = Priority.URGENT,
+        deadline: float | None = None,
+    ) -> int:
+        """Read the request again unless someone did since ``seen_version``; one call for all.
+
+        A fresh URL for a running transfer goes first (``URGENT``); re-checks of
+        re-rendering clips pass ``RECHECK`` and their deadline. Returns the version now
+        current.
         """
         while self.version <= seen_version:
             if self._refreshing is not None:
@@ -231,7 +253,9 @@ class _RequestContext:
             self._refreshing = event = anyio.Event()
             self._refresh_error = None
             try:
-                request = await self.reader.get_shorts(self.request_id)
+                request = await self.reader.read_request(
+                    self.request_id, priority=priority, deadline=deadline
+                )
                 self.version += 1
                 self._set_request(request)
             except SsembleError as exc:
@@ -383,7 +407,7 @@ class _Pipeline:
     # -- requests -----------------------------------------------------------------------
 
     async def resolve(self, item: RequestRef, limiter: anyio.CapacityLimiter) -> ShortsRequest:
-        """Read a request; wait for it (or refuse it) when it is not completed."""
+        """Read a request; refuse it when it is not completed."""
         if isinstance(item, ShortsRequest):
             request = item
         else:
@@ -393,11 +417,30 @@ class _Pipeline:
             return request
         if request.status in (RequestState.FAILED, RequestState.CANCELLED):
             raise RequestFailedError(request.request_id, request.status_raw, request.failure_reason)
-        if not self.options.wait:
-            raise RequestNotReadyError(request.request_id, request.status_raw)
-        return await self.reader.wait_for_completion(
-            request.request_id, timeout=self.options.wait_timeout
-        )
+        raise RequestNotReadyError(request.request_id, request.status_raw)
+
+    async def skip_finished(self, requests: Sequence[RequestRef]) -> list[RequestRef]:
+        """Report the requests whose folder already holds every clip; return the others.
+
+        A request whose manifest records each clip complete (with its file unchanged) or
+        skipped as an error clip is not read from the API again (unless ``overwrite``).
+        """
+        if self.options.overwrite:
+            return list(requests)
+        rest: list[RequestRef] = []
+        for item in requests:
+            directory = self.root / safe_name(request_key(item))
+            outcomes = await anyio.to_thread.run_sync(finished_on_disk, directory)
+            if outcomes is None:
+                rest.append(item)
+                continue
+            self.tracker.requests_pending -= 1
+            self.tracker.clips_known += len(outcomes)
+            for outcome in outcomes:
+                self.tracker.count(outcome.state)
+                self.tracker.bytes_finished += outcome.size
+                await self.outcomes.send(outcome)
+        return rest
 
     def context(self, request: ShortsRequest) -> _RequestContext:
         context = _RequestContext(self.reader, request, self.root)
@@ -507,7 +550,10 @@ class _Pipeline:
                 await _clock.sleep(min(interval, remaining))
                 interval = min(interval * 2, MAX_RECOMPILE_INTERVAL)
                 try:
-                    await context.refresh(context.version)
+                    # through the quota governor, after fresh URLs, within the budget
+                    await context.refresh(
+                        context.version, priority=Priority.RECHECK, deadline=deadline
+                    )
                 except _FINAL_API_ERRORS as exc:
                     gone = exc  # deleted (or no longer ours): no later round can help
                     break
@@ -683,6 +729,60 @@ class _Pipeline:
         )
 
 
+def finished_on_disk(directory: Path) -> list[ClipOutcome] | None:
+    """The outcomes of a request whose folder already holds every clip, else None.
+
+    Every clip of the request (as the manifest lists them) must be complete with its file
+    unchanged (size and modification time as recorded) or skipped as an error clip; a
+    manifest without the list, or of a request not completed, does not count. Blocking
+    (call it in a thread).
+    """
+    manifest = load_manifest(directory)
+    status = (manifest.status or "").lower()
+    if not manifest.clip_ids or status != RequestState.COMPLETED.value:
+        return None
+    outcomes: list[ClipOutcome] = []
+    for clip_id in manifest.clip_ids:
+        entry = manifest.clips.get(clip_id)
+        if entry is None:
+            return None
+        request_id = manifest.request_id or directory.name
+        title, score = entry.title or "", entry.viral_score
+        if entry.state == ClipState.SKIPPED_ERROR.value and not entry.complete:
+            outcomes.append(
+                ClipOutcome(
+                    request_id=request_id,
+                    clip_id=clip_id,
+                    state=ClipState.SKIPPED_ERROR,
+                    title=title,
+                    viral_score=score,
+                    message=entry.message,
+                )
+            )
+            continue
+        if entry.file is None:
+            return None
+        path = directory / entry.file
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if not entry.matches_file(stat.st_size, stat.st_mtime_ns):
+            return None
+        outcomes.append(
+            ClipOutcome(
+                request_id=request_id,
+                clip_id=clip_id,
+                state=ClipState.ALREADY_PRESENT,
+                path=path,
+                size=stat.st_size,
+                title=title,
+                viral_score=score,
+            )
+        )
+    return outcomes
+
+
 async def _preflight(
     pipeline: _Pipeline, requests: Sequence[RequestRef]
 ) -> list[ShortsRequest | SsembleError]:
@@ -721,9 +821,22 @@ async def _feed(
     """Admit every request; with everything known up front, queue all clips by score.
 
     A request whose folder another run is writing is admitted when that run lets go,
-    without holding up the others.
+    without holding up the others. Without ``resolved`` (``wait``), the requests come
+    from the client's watcher as each one ends.
     """
     tracker, errors = pipeline.tracker, pipeline.stream.request_errors
+
+    async def admit_now_or_later(request: ShortsRequest) -> list[_ClipJob]:
+        context = pipeline.context(request)
+        opened = await pipeline.open_folder(context, wait=False)
+        if opened:
+            return await pipeline.admit(context, task_group)
+        if opened is False:
+            task_group.start_soon(
+                pipeline.open_admit_enqueue, context, task_group, pipeline.queue.clone()
+            )
+        return []
+
     async with pipeline.queue:
         if resolved is not None:
             jobs: list[_ClipJob] = []
@@ -732,33 +845,17 @@ async def _feed(
                 if isinstance(result, SsembleError):
                     errors[request_key(item)] = result
                     continue
-                context = pipeline.context(result)
-                opened = await pipeline.open_folder(context, wait=False)
-                if opened:
-                    jobs.extend(await pipeline.admit(context, task_group))
-                elif opened is False:
-                    task_group.start_soon(
-                        pipeline.open_admit_enqueue, context, task_group, pipeline.queue.clone()
-                    )
+                jobs.extend(await admit_now_or_later(result))
             await pipeline.enqueue(sorted(jobs, key=lambda job: -job.score))
             return
-        limiter = anyio.CapacityLimiter(RESOLVE_CONCURRENCY)
-
-        async def one(item: RequestRef) -> None:
-            try:
-                request = await pipeline.resolve(item, limiter)
-            except SsembleError as exc:
-                errors[request_key(item)] = _detached(exc)
-            else:
-                context = pipeline.context(request)
-                if await pipeline.open_folder(context):
-                    await pipeline.enqueue(await pipeline.admit(context, task_group))
-            finally:
+        waits = pipeline.reader.wait_many(list(requests), timeout=pipeline.options.wait_timeout)
+        async with aclosing(waits):
+            async for request_id, outcome in waits:
                 tracker.requests_pending -= 1
-
-        async with anyio.create_task_group() as resolvers:
-            for item in requests:
-                resolvers.start_soon(one, item)
+                if isinstance(outcome, SsembleError):
+                    errors[request_id] = _detached(outcome)
+                    continue
+                await pipeline.enqueue(await admit_now_or_later(outcome))
 
 
 async def _work(pipeline: _Pipeline, session: aiohttp.ClientSession) -> None:
@@ -802,6 +899,7 @@ async def run_pipeline(
     pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send, connection)
     caller_error: BaseException | None = None
     with send, receive, pipeline.queue, pipeline.queue_out:
+        requests = await pipeline.skip_finished(requests)
         resolved = None if options.wait else await _preflight(pipeline, requests)
         # aiohttp buffers up to twice this per transfer; the write batch is chunk_size
         read_buffer = min(options.chunk_size, READ_BUFFER)

@@ -12,11 +12,18 @@ as MP4 files. Point a client at :attr:`FakeSsembleAPI.base_url` with
         ...  # call fake.base_url with the header "X-API-Key: <fake.api_key>"
 
 Jobs are scripted: a :class:`FakeJob` walks through its steps one read (one
-``GET /shorts/:id/status`` or ``GET /shorts/:id``) at a time, or by wall-clock time, and
-ends ``completed``, ``failed`` or ``cancelled``. Clips can be error clips or recompiling
-ones whose URL changes. :class:`ApiFault` and :class:`ClipFault` inject proxy errors,
-slow answers, stalled or dropped downloads; :meth:`FakeSsembleAPI.set_quota` scripts the
-rate-limit headers and 429s. Every request either server received is recorded.
+``GET /shorts/:id/status`` or ``GET /shorts/:id``, or one ``GET /shorts`` page listing it)
+at a time, or by the clock (``seconds_per_step``, ``finishes_after``), and ends
+``completed``, ``failed`` or ``cancelled``. Clips can be error clips or recompiling ones
+whose URL changes. :class:`ApiFault` and :class:`ClipFault` inject proxy errors, slow
+answers, stalled or dropped downloads; :meth:`FakeSsembleAPI.set_quota` and the
+``quota_window`` argument script the rate-limit headers and 429s. Every request either
+server received is recorded, and :attr:`FakeSsembleAPI.calls` and
+:attr:`FakeSsembleAPI.rate_limited` count them by endpoint.
+
+The fake keeps time by the SDK's clock: under ``ssemble_async.instant_waits()`` its quota
+window, job progress, timestamps and ``Date`` headers follow the virtual clock, so quota
+experiments over hours run in moments. ``clock_skew`` sets its clock ahead or behind.
 
 With pytest, the ``fake_ssemble`` fixture (registered by this package's pytest plugin)
 yields a started :class:`FakeSsembleAPI` to ``anyio``-marked tests.

@@ -10,6 +10,7 @@ import secrets
 import socket
 import string
 import struct
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -21,6 +22,8 @@ import attrs
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from ssemble_async import _clock
 
 from ._catalog import DEFAULT_TEMPLATE_ID, GAME_VIDEOS, MEME_HOOKS, MUSIC, TEMPLATES, template_slug
 from ._mp4 import make_mp4
@@ -61,6 +64,7 @@ _NO_SUCH_KEY = (
 )
 
 _FaultT = TypeVar("_FaultT", ApiFault, ClipFault)
+_ItemT = TypeVar("_ItemT")
 
 
 class _ApiError(Exception):
@@ -79,8 +83,9 @@ def _invalid(message: str, field: str | None = None) -> _ApiError:
     return _ApiError(400, "invalid_request", message, None if field is None else {"field": field})
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+def _ceil_ms(moment: datetime) -> datetime:
+    """Round up to whole milliseconds, so that ``X-RateLimit-Reset`` is exact."""
+    return moment + timedelta(microseconds=-moment.microsecond % 1000)
 
 
 def _iso(moment: datetime, timespec: str = "milliseconds") -> str:
@@ -107,6 +112,16 @@ def _record(request: web.BaseRequest, body: bytes = b"") -> RecordedRequest:
         headers=CIMultiDictProxy(CIMultiDict(request.headers)),
         json=parsed,
     )
+
+
+def _endpoint(request: web.Request, api_path: str) -> str:
+    """The endpoint template of a request, e.g. ``GET /shorts/:id``, for the call counters."""
+    match = request.match_info
+    resource = match.route.resource
+    if match.http_exception is None and resource is not None:
+        template = resource.canonical.removeprefix(_PREFIX).replace("{request_id}", ":id")
+        return f"{request.method} {template}"
+    return f"{request.method} {api_path}"
 
 
 def _take_fault(faults: list[_FaultT], hit: Callable[[_FaultT], bool]) -> _FaultT | None:
@@ -238,12 +253,32 @@ class FakeSsembleAPI:
     Use it as an async context manager, or call :meth:`start` and :meth:`close`. Several
     instances can run at once. Jobs are scripted with :class:`FakeJob` through
     :meth:`add_job`, or made by ``POST /shorts/create`` from ``auto_job``. Every API request
-    is recorded in :attr:`api_requests` and every clip download in :attr:`clip_requests`.
+    is recorded in :attr:`api_requests` and every clip download in :attr:`clip_requests`;
+    :attr:`calls` and :attr:`rate_limited` count the API requests by endpoint.
+
+    The fake's clock is the SDK's (``ssemble_async``'s ``utcnow``: the real UTC time, or
+    the virtual clock while ``ssemble_async.instant_waits()`` is on, which moves forward by
+    each skipped wait) plus ``clock_skew``. Every "now" of the fake comes from it: the
+    quota window, time-driven jobs, ``createdAt``/``updatedAt``, the ``Last-Modified`` of
+    clip URLs and the ``Date`` header that every response of both servers carries (an
+    RFC 7231 HTTP date). Only :class:`ApiFault` delays, :class:`ClipFault` stalls,
+    ``clip_bytes_per_second`` and :meth:`refuse_connections` wait in real time.
+
+    The hourly quota is a window of ``quota_window`` seconds: once its reset time
+    (``X-RateLimit-Reset``, :attr:`quota_reset`) has passed on the fake's clock, the
+    hourly count is back at ``hourly_limit`` and the next reset is the old one plus the
+    window (whole windows that passed meanwhile are skipped). The first reset is the next
+    full hour when the window is 3600 seconds, else the fake's now plus the window. The
+    daily count never resets by itself. Every authenticated request that no fault answers
+    spends one of each; with either at 0 the fake answers ``429 rate_limit_exceeded``.
 
     Args:
         api_key: The only key accepted; a random valid-looking key when None.
         hourly_limit: ``X-RateLimit-Limit-Hour`` and the hourly quota.
         daily_limit: ``X-RateLimit-Limit-Day`` and the daily quota.
+        quota_window: Length of the hourly quota window in seconds (> 0).
+        clock_skew: Seconds the fake server's clock is ahead of the client's (negative:
+            behind); shifts ``Date``, ``X-RateLimit-Reset``, timestamps and job times.
         pagination_style: ``"docs"`` sends ``{page, limit, totalPages, totalCount}``;
             ``"plan"`` sends ``{currentPage, totalPages, totalItems, itemsPerPage}``;
             ``"none"`` sends no ``pagination`` object at all.
@@ -268,8 +303,23 @@ class FakeSsembleAPI:
 
     Attributes:
         api_key: The accepted API key.
+        hourly_limit: The hourly quota (change it with :meth:`set_quota`).
+        daily_limit: The daily quota.
+        quota_window: Length of the hourly quota window in seconds.
+        clock_skew: Seconds the fake's clock is ahead of the SDK's.
         jobs: Live job states by request ID.
         api_requests: Every request the API received, in order.
+        calls: Every request the API received, counted by endpoint template:
+            ``"POST /shorts/create"``, ``"GET /shorts"``, ``"GET /shorts/:id"``,
+            ``"GET /shorts/:id/status"``, ``"DELETE /shorts/:id"``, ``"GET /templates"``,
+            ``"GET /music"``, ``"GET /game-videos"``, ``"GET /meme-hooks"``, and
+            ``"<METHOD> <path>"`` (path relative to ``/api/v1``) for anything else.
+            Counted on arrival, whether the request then succeeds, fails or is answered
+            by an injected :class:`ApiFault`. A ``collections.Counter``: an endpoint never
+            called counts 0.
+        rate_limited: The ``429 rate_limit_exceeded`` answers the fake gave because the
+            hourly or daily quota was spent, by the same keys (a 429 from an injected
+            fault is not counted here). :meth:`reset_counters` clears both counters.
         clip_requests: Every request the clip host received, in order.
         clip_bytes_sent: Body bytes of each clip that the clip host handed to the
             connection for GET requests, over all of them, by ``(request_id, clip_id)``
@@ -295,12 +345,17 @@ class FakeSsembleAPI:
         port: int = 0,
         clip_port: int = 0,
         clip_bytes_per_second: float | None = None,
+        quota_window: float = 3600.0,
+        clock_skew: float = 0.0,
     ) -> None:
+        if not quota_window > 0:
+            raise ValueError("quota_window must be a positive number of seconds")
         alphabet = string.ascii_letters + string.digits
         self.api_key = api_key or "sk_ssemble_" + "".join(
             secrets.choice(alphabet) for _ in range(32)
         )
         self.hourly_limit, self.daily_limit = hourly_limit, daily_limit
+        self.quota_window, self.clock_skew = quota_window, clock_skew
         self.pagination_style, self.delete_style = pagination_style, delete_style
         self.max_page_size, self.ignore_page = max_page_size, ignore_page
         self.id_key_style, self.create_style = id_key_style, create_style
@@ -311,11 +366,13 @@ class FakeSsembleAPI:
         self.api_requests: list[RecordedRequest] = []
         self.clip_requests: list[RecordedRequest] = []
         self.clip_bytes_sent: dict[tuple[str, str], int] = {}
+        self.calls: Counter[str] = Counter()
+        self.rate_limited: Counter[str] = Counter()
         self._api_faults: list[ApiFault] = []
         self._clip_faults: list[ClipFault] = []
         self._clips_by_token: dict[str, ClipState] = {}
         self._remaining_hour, self._remaining_day = hourly_limit, daily_limit
-        self._reset = self._next_hour()
+        self._reset = self._first_reset()
         self._last_created = datetime.min.replace(tzinfo=timezone.utc)
         self._runners: dict[Literal["api", "clip"], web.AppRunner] = {}
         self._urls: tuple[str, str] | None = None
@@ -415,7 +472,8 @@ class FakeSsembleAPI:
             raise ValueError(f"a job with request ID {job.request_id} already exists")
         if len({clip.clip_id for clip in job.clips}) != len(job.clips):
             raise ValueError("the clips of a job must have distinct clip IDs")
-        now = self._last_created = max(_utcnow(), self._last_created + timedelta(milliseconds=1))
+        now = self._now()
+        now = self._last_created = max(now, self._last_created + timedelta(milliseconds=1))
         clips: dict[str, ClipState] = {}
         for clip in job.clips:
             content = clip.content
@@ -430,7 +488,9 @@ class FakeSsembleAPI:
             if not clip.error:
                 self._issue_url(state)
             clips[clip.clip_id] = state
-        self.jobs[job.request_id] = JobState(job=job, clips=clips, created_at=now, updated_at=now)
+        self.jobs[job.request_id] = JobState(
+            job=job, clips=clips, created_at=now, updated_at=now, clock=self._now
+        )
         return job.request_id
 
     def inject_api_fault(self, fault: ApiFault) -> None:
@@ -441,27 +501,65 @@ class FakeSsembleAPI:
         """Disturb the next ``fault.times`` matching clip downloads as ``fault`` says."""
         self._clip_faults.append(fault)
 
+    def clear_api_faults(self) -> None:
+        """Drop every injected API fault that has not been used up yet."""
+        self._api_faults.clear()
+
+    def clear_clip_faults(self) -> None:
+        """Drop every injected clip fault that has not been used up yet."""
+        self._clip_faults.clear()
+
+    def reset_counters(self) -> None:
+        """Clear :attr:`calls` and :attr:`rate_limited` (the recorded requests stay)."""
+        self.calls.clear()
+        self.rate_limited.clear()
+
     def set_quota(
         self,
         *,
         remaining_hour: int | None = None,
         remaining_day: int | None = None,
         reset: datetime | None = None,
+        hourly_limit: int | None = None,
     ) -> None:
         """Set the rate-limit counters; None leaves a value as it is.
 
         Args:
-            remaining_hour: Calls left this hour; at 0 every call gets 429.
+            remaining_hour: Calls left in the current window; at 0 every call gets 429.
             remaining_day: Calls left today; at 0 every call gets 429.
-            reset: When the hourly window resets (naive means UTC). When it passes, the
-                hourly count is restored to ``hourly_limit``.
+            reset: When the current window resets, in the fake's clock (naive means UTC),
+                rounded up to whole milliseconds as ``X-RateLimit-Reset`` shows it. When
+                it passes, the hourly count is restored to ``hourly_limit`` and the next
+                reset is ``quota_window`` seconds later.
+            hourly_limit: A new hourly quota (``X-RateLimit-Limit-Hour``), restored at
+                each reset from now on; the calls left now stay as they are.
         """
+        self._roll_quota()
+        if hourly_limit is not None:
+            self.hourly_limit = hourly_limit
         if remaining_hour is not None:
             self._remaining_hour = remaining_hour
         if remaining_day is not None:
             self._remaining_day = remaining_day
         if reset is not None:
-            self._reset = reset if reset.tzinfo else reset.replace(tzinfo=timezone.utc)
+            reset = reset if reset.tzinfo else reset.replace(tzinfo=timezone.utc)
+            self._reset = _ceil_ms(reset.astimezone(timezone.utc))
+
+    @property
+    def quota_reset(self) -> datetime:
+        """When the current quota window resets: aware UTC, in the fake's clock."""
+        self._roll_quota()
+        return self._reset
+
+    @property
+    def quota_remaining(self) -> int:
+        """Calls left in the current quota window (the hourly count)."""
+        self._roll_quota()
+        return max(0, self._remaining_hour)
+
+    def now(self) -> datetime:
+        """The fake server's current time: the SDK's clock plus ``clock_skew`` (aware UTC)."""
+        return self._now()
 
     def clip_url(self, request_id: str, clip_id: str) -> str:
         """Return the clip's current URL on the clip host (``""`` for an error clip)."""
@@ -499,7 +597,7 @@ class FakeSsembleAPI:
     def _issue_url(self, state: ClipState) -> None:
         self._clips_by_token.pop(state.token or "", None)
         state.token = secrets.token_hex(10)
-        state.last_modified = format_datetime(_utcnow(), usegmt=True)
+        state.last_modified = self._http_date()
         self._clips_by_token[state.token] = state
 
     def _clip_url(self, state: ClipState) -> str:
@@ -507,9 +605,26 @@ class FakeSsembleAPI:
             return ""
         return f"{self.clip_base_url}/{state.token}/{quote(state.clip.clip_id, safe='')}.mp4"
 
-    @staticmethod
-    def _next_hour() -> datetime:
-        return _utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    def _now(self) -> datetime:
+        now = _clock.utcnow().astimezone(timezone.utc)
+        return now + timedelta(seconds=self.clock_skew) if self.clock_skew else now
+
+    def _http_date(self) -> str:
+        return format_datetime(self._now(), usegmt=True)
+
+    def _first_reset(self) -> datetime:
+        now = self._now()
+        if self.quota_window == 3600:
+            return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        return _ceil_ms(now + timedelta(seconds=self.quota_window))
+
+    def _roll_quota(self) -> None:
+        """Start a new quota window when the current one's reset has passed."""
+        now = self._now()
+        if now >= self._reset:
+            window = timedelta(seconds=self.quota_window)
+            self._reset += ((now - self._reset) // window + 1) * window
+            self._remaining_hour = self.hourly_limit
 
     def _rate_headers(self) -> dict[str, str]:
         return {
@@ -538,10 +653,10 @@ class FakeSsembleAPI:
                 401, "invalid_api_key", "Invalid API key: wrong format, not found, or revoked"
             )
 
-    def _spend_quota(self) -> None:
-        if _utcnow() >= self._reset:
-            self._remaining_hour, self._reset = self.hourly_limit, self._next_hour()
+    def _spend_quota(self, endpoint: str) -> None:
+        """Spend one call of the quota, or count a 429 for ``endpoint`` and raise it."""
         if self._remaining_hour <= 0 or self._remaining_day <= 0:
+            self.rate_limited[endpoint] += 1
             raise _ApiError(
                 429,
                 "rate_limit_exceeded",
@@ -554,14 +669,19 @@ class FakeSsembleAPI:
     async def _api_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.api_requests.append(_record(request, await request.read()))
         api_path = request.path.removeprefix(_PREFIX)
+        endpoint = _endpoint(request, api_path)
+        self.calls[endpoint] += 1
+        response: web.StreamResponse
         fault = _take_fault(self._api_faults, lambda f: f.matches(request.method, api_path))
         if fault is not None:
             await asyncio.sleep(fault.delay)
-            return _raw(fault.status, fault.body, fault.content_type, fault.headers)
-        response: web.StreamResponse
+            response = _raw(fault.status, fault.body, fault.content_type, fault.headers)
+            response.headers.setdefault("Date", self._http_date())
+            return response
+        self._roll_quota()
         try:
             self._authenticate(request)
-            self._spend_quota()
+            self._spend_quota(endpoint)
             response = await handler(request)
         except _ApiError as exc:
             response = exc.response()
@@ -569,6 +689,7 @@ class FakeSsembleAPI:
             code = "resource_not_found" if exc.status == 404 else "invalid_request"
             response = _ApiError(exc.status, code, exc.reason).response()
         response.headers.update(self._rate_headers())
+        response.headers.setdefault("Date", self._http_date())
         return response
 
     # -- API -----------------------------------------------------------------------------
@@ -597,19 +718,30 @@ class FakeSsembleAPI:
         state = self.jobs.get(request_id.lower())
         if state is None:
             raise _ApiError(404, "resource_not_found", _NOT_FOUND)
-        state.sync_clock(_utcnow())
+        state.sync_clock(self._now())
         return state
 
     def _page(self, key: str, items: Sequence[Any], query: Mapping[str, str]) -> web.Response:
+        return self._render_page(key, items, query, lambda item: item)[0]
+
+    def _render_page(
+        self,
+        key: str,
+        items: Sequence[_ItemT],
+        query: Mapping[str, str],
+        render: Callable[[_ItemT], Any],
+    ) -> tuple[web.Response, list[_ItemT]]:
+        """Serve one page of ``items``, rendered; return the response and the items served."""
         page, limit = _paging(query)
         if self.ignore_page:
             page = 1
         if self.max_page_size is not None:
             limit = min(limit, self.max_page_size)
         total, pages = len(items), -(-len(items) // limit)
-        served = list(items[(page - 1) * limit : page * limit])
+        chosen = list(items[(page - 1) * limit : page * limit])
+        served = [render(item) for item in chosen]
         if self.pagination_style == "none":
-            return _data({key: served})
+            return _data({key: served}), chosen
         pagination = (
             {"page": page, "limit": limit, "totalPages": pages, "totalCount": total}
             if self.pagination_style == "docs"
@@ -620,7 +752,7 @@ class FakeSsembleAPI:
                 "itemsPerPage": limit,
             }
         )
-        return _data({key: served, "pagination": pagination})
+        return _data({key: served, "pagination": pagination}), chosen
 
     def _asset_handler(self, key: str, items: Sequence[dict[str, Any]]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
@@ -715,7 +847,7 @@ class FakeSsembleAPI:
             }
         if state.status == "failed":
             data["failureReason"] = job.failure_reason
-        state.count_read(_utcnow())
+        state.count_read(self._now())
         return _data(data)
 
     async def _get_shorts(self, request: web.Request) -> web.Response:
@@ -750,7 +882,7 @@ class FakeSsembleAPI:
             data["fileUrl"] = job.file_url
         if state.status == "failed":
             data["failureReason"] = job.failure_reason
-        state.count_read(_utcnow())
+        state.count_read(self._now())
         return _data(data)
 
     def _read_clip(self, state: ClipState) -> dict[str, Any]:
@@ -788,7 +920,7 @@ class FakeSsembleAPI:
         status = _choice(query, "status", _STATUSES)
         sort_by = _choice(query, "sortBy", ("createdAt", "updatedAt")) or "createdAt"
         order = _choice(query, "sortOrder", ("asc", "desc")) or "desc"
-        now = _utcnow()
+        now = self._now()
         for state in self.jobs.values():
             state.sync_clock(now)
         states = [s for s in self.jobs.values() if status in (None, s.status)]
@@ -796,7 +928,12 @@ class FakeSsembleAPI:
             key=lambda s: s.created_at if sort_by == "createdAt" else s.updated_at,
             reverse=order == "desc",
         )
-        return self._page("requests", [self._summary(s) for s in states], query)
+        response, served = self._render_page("requests", states, query, self._summary)
+        # A listing reads every job it shows (after rendering it: the item shows the state
+        # before the read), as a status read would; time-driven jobs ignore reads.
+        for state in served:
+            state.count_read(now)
+        return response
 
     @staticmethod
     def _summary(state: JobState) -> dict[str, Any]:
@@ -824,9 +961,21 @@ class FakeSsembleAPI:
     # -- clip host -----------------------------------------------------------------------
 
     def _clip_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._clip_middleware])
         app.router.add_get("/{path:.*}", self._serve_clip)
         return app
+
+    @web.middleware
+    async def _clip_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Date every answer of the clip host by the fake's clock."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.setdefault("Date", self._http_date())
+            raise
+        if not response.prepared:
+            response.headers.setdefault("Date", self._http_date())
+        return response
 
     async def _serve_clip(self, request: web.Request) -> web.StreamResponse:
         self.clip_requests.append(_record(request))
@@ -843,6 +992,7 @@ class FakeSsembleAPI:
         size = len(state.content)
         headers = {
             "Content-Type": "video/mp4",
+            "Date": self._http_date(),
             "ETag": state.etag,
             "Last-Modified": state.last_modified,
             "Accept-Ranges": "bytes",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import attrs
 from multidict import CIMultiDictProxy
+
+from ssemble_async import _clock
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -38,6 +39,10 @@ _OUTCOME_VIEWS: dict[str, tuple[str, int, str]] = {
     "failed": ("failed", 0, "Processing failed"),
     "cancelled": ("cancelled", 0, "Processing cancelled"),
 }
+
+
+def _sdk_now() -> datetime:
+    return _clock.utcnow()
 
 
 def new_request_id() -> str:
@@ -136,10 +141,19 @@ def _default_sentences() -> tuple[tuple[float, float, str], ...]:
 class FakeJob:
     """A scripted clipping job: how it progresses, how it ends and what it renders.
 
-    The job walks through ``steps`` and then reaches ``outcome``. By default every
-    ``GET /shorts/:id/status`` or ``GET /shorts/:id`` of the job is one read, and the job
-    advances after ``reads_per_step`` reads on a step; with ``seconds_per_step`` it advances
-    by wall-clock time instead.
+    The job walks through ``steps`` and then reaches ``outcome``. By default the job is
+    read-driven: every ``GET /shorts/:id/status`` or ``GET /shorts/:id`` of the job, and
+    every ``GET /shorts`` page that lists it, is one read, and the job advances after
+    ``reads_per_step`` reads on a step.
+
+    With ``seconds_per_step`` or ``finishes_after`` it is time-driven instead: it advances
+    by the fake's clock (the SDK's clock, virtual under ``ssemble_async.instant_waits()``,
+    plus the fake's ``clock_skew``) and reads do not move it. Step ``k`` (counting from 1;
+    step ``len(steps)`` is the outcome) is reached at ``createdAt + k * seconds_per_step``,
+    whether or not anybody reads the job meanwhile, and ``updatedAt`` shows that moment,
+    not the time of the read that noticed it. For "finishes 17 minutes after creation",
+    write ``FakeJob(finishes_after=17 * 60)``: the steps then share the time evenly and
+    the outcome is reached exactly then.
 
     Attributes:
         request_id: Lowercase 24-hex ID; a fresh one when None.
@@ -148,7 +162,10 @@ class FakeJob:
         outcome: The terminal status.
         failure_reason: ``failureReason`` of a failed job.
         reads_per_step: Reads served on each step before it advances.
-        seconds_per_step: Seconds spent on each step; when set, reads do not advance.
+        seconds_per_step: Seconds (> 0) spent on each step; when set, reads do not advance.
+        finishes_after: Seconds (> 0) from creation to the outcome, spread evenly over the
+            steps; when set, reads do not advance. Needs at least one step, and excludes
+            ``seconds_per_step``.
         clips: Clips shown once the job completed.
         url: Source YouTube URL (None for a ``fileUrl`` job).
         file_url: Source file URL.
@@ -164,6 +181,10 @@ class FakeJob:
         project_id: Sent as ``projectId``.
         sentences: ``(start, end, text)`` of the transcript shown once completed.
         status_word_completed: Status word of a completed job, e.g. ``TASK_COMPLETE``.
+
+    Raises:
+        ValueError: If both ``seconds_per_step`` and ``finishes_after`` are set, or
+            ``finishes_after`` is set on a job without steps.
     """
 
     request_id: str = attrs.field(
@@ -175,7 +196,12 @@ class FakeJob:
     outcome: Outcome = "completed"
     failure_reason: str = "Source file could not be downloaded (HTTP 403)"
     reads_per_step: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    seconds_per_step: float | None = None
+    seconds_per_step: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    finishes_after: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
     clips: Sequence[FakeClip] = attrs.field(factory=_default_clips)
     url: str | None = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
     file_url: str | None = None
@@ -192,14 +218,39 @@ class FakeJob:
     sentences: Sequence[tuple[float, float, str]] = attrs.field(factory=_default_sentences)
     status_word_completed: str = "completed"
 
+    def __attrs_post_init__(self) -> None:
+        if self.finishes_after is not None:
+            if self.seconds_per_step is not None:
+                raise ValueError("set seconds_per_step or finishes_after, not both")
+            if not self.steps:
+                raise ValueError("finishes_after needs at least one step")
+
+    @property
+    def time_driven(self) -> bool:
+        """Whether the job advances by the clock (``seconds_per_step`` or ``finishes_after``)."""
+        return self.seconds_per_step is not None or self.finishes_after is not None
+
+    def seconds_to_step(self, step: int) -> float:
+        """Seconds from creation until a time-driven job reaches ``step`` (0 to ``len(steps)``).
+
+        Raises:
+            ValueError: If the job is read-driven.
+        """
+        if self.finishes_after is not None:
+            return self.finishes_after * step / len(self.steps)
+        if self.seconds_per_step is None:
+            raise ValueError("a read-driven job has no schedule")
+        return self.seconds_per_step * step
+
 
 @attrs.frozen(kw_only=True)
 class ApiFault:
     """A raw response the fake API sends instead of acting on matching requests.
 
-    Faulted requests are recorded but neither authenticated, counted against the quota nor
-    acted on. The response carries only ``headers`` and the content type, no rate-limit
-    headers (as from a proxy in front of the API).
+    Faulted requests are recorded (and counted in ``FakeSsembleAPI.calls``) but neither
+    authenticated, counted against the quota nor acted on. The response carries only
+    ``headers``, the content type and a ``Date`` from the fake's clock (unless ``headers``
+    has one), no rate-limit headers (as from a proxy in front of the API).
 
     Attributes:
         status: HTTP status.
@@ -320,15 +371,21 @@ class ClipState:
 class JobState:
     """Live state of one job on the fake server.
 
+    A time-driven job (see :class:`FakeJob`) is brought up to date by :meth:`sync_clock`,
+    which the fake calls on every request that touches the job; call it yourself before
+    reading ``phase``, ``status`` or ``updated_at`` of such a job directly.
+
     Attributes:
         job: The scripted job.
         clips: Clip states by clip ID, in the job's order.
-        created_at: Creation time (UTC).
-        updated_at: Time of the last step change (UTC).
+        created_at: Creation time (UTC, in the fake's clock).
+        updated_at: Time of the last step change (UTC, in the fake's clock). For a
+            time-driven job, the moment the step was scheduled to be reached.
         create_body: The ``POST /shorts/create`` body when the job was created through
             the API, else None.
         phase: Index into ``job.steps``; ``len(job.steps)`` once the outcome is reached.
         reads_on_phase: Reads served on the current phase.
+        clock: The fake's clock (aware UTC); the SDK's ``utcnow`` by default.
     """
 
     job: FakeJob
@@ -338,7 +395,7 @@ class JobState:
     create_body: dict[str, Any] | None = None
     phase: int = 0
     reads_on_phase: int = 0
-    _started: float = attrs.field(init=False, factory=time.monotonic)
+    clock: Callable[[], datetime] = attrs.field(default=_sdk_now, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -361,20 +418,37 @@ class JobState:
         word = self.job.status_word_completed if step == "completed" else step
         return word, step, progress, message
 
-    def sync_clock(self, now: datetime) -> None:
-        """Advance a time-driven job to where the clock says it is."""
-        if self.job.seconds_per_step is not None:
-            elapsed = time.monotonic() - self._started
-            self._move_to(min(int(elapsed / self.job.seconds_per_step), len(self.job.steps)), now)
+    def step_reached_at(self, step: int) -> datetime:
+        """When a time-driven job reaches ``step`` (0 to ``len(job.steps)``).
 
-    def count_read(self, now: datetime) -> None:
-        """Count one read of a read-driven job and advance it when the step is used up."""
-        if self.job.seconds_per_step is not None or self.finished:
+        Raises:
+            ValueError: If the job is read-driven.
+        """
+        return self.created_at + timedelta(seconds=self.job.seconds_to_step(step))
+
+    def sync_clock(self, now: datetime | None = None) -> None:
+        """Advance a time-driven job to where the clock (``now``, else ``clock()``) says it is.
+
+        The job never moves back, even if the clock does.
+        """
+        if not self.job.time_driven:
+            return
+        now = self.clock() if now is None else now
+        phase = self.phase
+        while phase < len(self.job.steps) and self.step_reached_at(phase + 1) <= now:
+            phase += 1
+        if phase != self.phase:
+            self.phase, self.reads_on_phase = phase, 0
+            self.updated_at = self.step_reached_at(phase)
+
+    def count_read(self, now: datetime | None = None) -> None:
+        """Count one read of a read-driven job and advance it when the step is used up.
+
+        A step change sets ``updated_at`` to ``now`` (else ``clock()``).
+        """
+        if self.job.time_driven or self.finished:
             return
         self.reads_on_phase += 1
         if self.reads_on_phase >= self.job.reads_per_step:
-            self._move_to(self.phase + 1, now)
-
-    def _move_to(self, phase: int, now: datetime) -> None:
-        if phase != self.phase:
-            self.phase, self.reads_on_phase, self.updated_at = phase, 0, now
+            self.phase, self.reads_on_phase = self.phase + 1, 0
+            self.updated_at = self.clock() if now is None else now

@@ -165,8 +165,32 @@ async def test_url_refused_even_when_fresh_fails(
     report = await client.download_shorts(rid, tmp_path)
     (failed,) = report.by_state(ClipState.FAILED)
     assert "expired" in (failed.message or "")
-    assert "3 fresh URLs" in (failed.message or "")
+    assert "still gives this URL" in (failed.message or "")
     assert final_files(tmp_path) == []
+    # the read, one re-read that gave the same URL, and no second re-read
+    assert fake_ssemble.calls["GET /shorts/:id"] == 2
+    assert len([r for r in fake_ssemble.clip_requests if r.method == "GET"]) == 2
+
+
+async def test_a_refusal_that_passes_needs_no_second_read(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid, clip_id = one_clip_job(fake_ssemble)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=403, times=1))
+    report = await client.download_shorts(rid, tmp_path)
+    assert report.ok
+    assert_files_match(fake_ssemble, report)
+    assert fake_ssemble.calls["GET /shorts/:id"] == 2  # the read and one re-read
+
+
+async def test_a_host_refusing_everything_costs_one_read_per_request(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=[FakeClip() for _ in range(6)]))
+    fake_ssemble.inject_clip_fault(ClipFault(status=403, times=1000))
+    report = await client.download_shorts(rid, tmp_path, concurrency=3)
+    assert len(report.by_state(ClipState.FAILED)) == 6
+    assert fake_ssemble.calls["GET /shorts/:id"] <= 3  # not one re-read (or more) per clip
 
 
 async def test_html_page_with_200_is_never_saved(

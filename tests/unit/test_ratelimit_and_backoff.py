@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from ssemble_async import PollPolicy, RateLimit, RetryPolicy
-from ssemble_async._config import backoff_delay, poll_delay, retry_delay
+from ssemble_async import RateLimit, RetryPolicy
+from ssemble_async._config import backoff_delay, retry_delay
 from ssemble_async._ratelimit import parse_rate_limit, parse_retry_after, parse_timestamp
 
 NOW = dt.datetime(2025, 1, 15, 10, 30, tzinfo=dt.timezone.utc)
@@ -125,39 +125,6 @@ def test_server_errors_never_wait_for_the_quota_reset() -> None:
     assert retry_delay(policy, 1, status=503, retry_after=3, rate_limit=spent, now=NOW) == 3
     assert retry_delay(policy, 1, status=503, retry_after=300, rate_limit=None, now=NOW) == 10
     assert retry_delay(policy, 2, status=None, retry_after=None, rate_limit=spent, now=NOW) == 2
-
-
-def test_poll_delay_grows_to_maximum() -> None:
-    policy = PollPolicy(initial=10, maximum=60, factor=1.5)
-    delays = [poll_delay(policy, n, None, NOW) for n in range(6)]
-    assert delays == [10, 15, 22.5, 33.75, 50.625, 60]
-
-
-def test_poll_delay_stretches_to_make_the_quota_last() -> None:
-    policy = PollPolicy(initial=10, maximum=60, factor=1.5, reserve=5)
-    limit = RateLimit(remaining_hour=15, reset=NOW + dt.timedelta(seconds=3000))
-    assert poll_delay(policy, 0, limit, NOW) == 300  # 3000 s / (15 - 5) calls
-    nearly_spent = RateLimit(remaining_hour=2, reset=NOW + dt.timedelta(seconds=100))
-    assert poll_delay(policy, 0, nearly_spent, NOW) == 100  # waits for the reset
-    plenty = RateLimit(remaining_hour=1000, reset=NOW + dt.timedelta(seconds=3600))
-    assert poll_delay(policy, 0, plenty, NOW) == 10
-
-
-@given(
-    polls=st.integers(min_value=0, max_value=1000),
-    remaining=st.integers(min_value=0, max_value=2000),
-    until_reset=st.floats(min_value=0, max_value=3600),
-    pollers=st.integers(min_value=1, max_value=500),
-)
-def test_polling_never_outruns_the_quota(
-    polls: int, remaining: int, until_reset: float, pollers: int
-) -> None:
-    policy = PollPolicy()
-    limit = RateLimit(remaining_hour=remaining, reset=NOW + dt.timedelta(seconds=until_reset))
-    delay = poll_delay(policy, polls, limit, NOW, pollers)
-    assert delay >= policy.initial
-    calls_before_reset = pollers * until_reset / delay  # every poller at this pace
-    assert calls_before_reset <= max(1, remaining - policy.reserve) + 1e-6
 
 
 @pytest.mark.parametrize(

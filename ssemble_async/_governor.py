@@ -1,0 +1,130 @@
+"""The in-process :class:`QuotaGovernor`: one budget for every task of one client.
+
+It only acts on the pure decisions of :mod:`ssemble_async._quota`: asks
+:func:`next_call_delay` before each call, sleeps when told to, and folds each answer in
+with :func:`settle`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+
+import anyio
+
+from ssemble_async import _clock
+from ssemble_async._config import QuotaPolicy
+from ssemble_async._errors import RateLimitError
+from ssemble_async._quota import (
+    CallResult,
+    Delay,
+    Lease,
+    Priority,
+    QuotaBudget,
+    next_call_delay,
+    refill,
+    reserve,
+    settle,
+)
+
+__all__ = ["PAST_DEADLINE", "LocalGovernor", "quota_error"]
+
+logger = logging.getLogger("ssemble_async")
+
+#: ``RateLimitError.code`` when the quota cannot be had before the caller's deadline.
+PAST_DEADLINE = "quota_past_deadline"
+
+
+def quota_error(
+    budget: QuotaBudget, delay: Delay, now: dt.datetime, *, code: str
+) -> RateLimitError:
+    """The error for a call held back because the quota is spent (nothing was sent)."""
+    limit = budget.as_rate_limit()
+    if delay.daily:
+        return RateLimitError(
+            "the daily quota is spent; the call was not sent. Try again tomorrow.",
+            code="quota_exhausted",
+            rate_limit=limit,
+            sent=False,
+        )
+    wait = delay.seconds or 0.0
+    reset = budget.reset_local() or now
+    message = (
+        f"the hourly quota is spent ({budget.limit or '?'} calls); it resets at"
+        f" {reset:%Y-%m-%d %H:%M:%S} UTC, in {wait:.0f} s. The call was not sent."
+    )
+    if code == PAST_DEADLINE:
+        message = (
+            f"the hourly quota is spent until {reset:%H:%M:%S} UTC ({wait:.0f} s), after the"
+            " deadline of this call; it was not sent."
+        )
+    return RateLimitError(message, code=code, rate_limit=limit, retry_after=wait, sent=False)
+
+
+def describe_wait(budget: QuotaBudget, seconds: float) -> str:
+    """``quota spent; waiting until 22:00 UTC (19 min)``."""
+    reset = budget.reset_local()
+    minutes = max(1, math.ceil(seconds / 60))
+    when = "its reset" if reset is None else f"{reset:%H:%M} UTC"
+    return f"quota spent; waiting until {when} ({minutes} min)"
+
+
+class LocalGovernor:
+    """Grants the calls of one client within the quota its answers report.
+
+    Args:
+        policy: what to do when the quota is spent (wait for the reset, or raise).
+    """
+
+    def __init__(self, policy: QuotaPolicy) -> None:
+        self.policy = policy
+        self._budget = QuotaBudget()
+        self._changed = anyio.Event()
+
+    def budget(self) -> QuotaBudget:
+        """The budget as known now."""
+        return self._budget
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def acquire(
+        self, priority: Priority = Priority.URGENT, *, keep: int = 0, deadline: float | None = None
+    ) -> Lease:
+        """Wait until a call of ``priority`` may go; see :class:`QuotaGovernor`."""
+        announced = False
+        while True:
+            now = _clock.utcnow()
+            self._budget = refill(self._budget, now)
+            delay = next_call_delay(self._budget, now, priority, keep=keep)
+            if delay.seconds == 0:
+                lease = Lease(priority=priority, granted_at=now)
+                self._budget = reserve(self._budget, lease)
+                return lease
+            wake = None if delay.seconds is None else _clock.monotonic() + delay.seconds
+            if delay.exhausted:
+                if delay.daily or self.policy.on_exhausted == "raise":
+                    raise quota_error(self._budget, delay, now, code="quota_exhausted")
+                if delay.seconds is not None and delay.seconds > self.policy.max_wait:
+                    raise quota_error(self._budget, delay, now, code="quota_exhausted")
+                if deadline is not None and wake is not None and wake > deadline:
+                    raise quota_error(self._budget, delay, now, code=PAST_DEADLINE)
+                if not announced and delay.seconds is not None:
+                    announced = True
+                    logger.warning("%s", describe_wait(self._budget, delay.seconds))
+            until = deadline if wake is None else wake if deadline is None else min(wake, deadline)
+            woke = await _clock.wait_event(self._changed, until)
+            if not woke and deadline is not None and _clock.monotonic() >= deadline:
+                raise quota_error(
+                    self._budget,
+                    Delay(seconds=delay.seconds or 0.0),
+                    _clock.utcnow(),
+                    code=PAST_DEADLINE,
+                )
+
+    async def settle(self, lease: Lease, result: CallResult) -> None:
+        """Fold a granted call's result into the budget and wake the waiting calls."""
+        self._budget = settle(self._budget, result)
+        self._notify()
