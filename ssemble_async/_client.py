@@ -220,6 +220,12 @@ class Client:
         return self._api.rate_limit
 
     @property
+    def quota_governor(self) -> QuotaGovernor:
+        """The governor that grants this client's calls (pass it to another client, with
+        ``Client(quota_governor=...)``, to make both share one budget)."""
+        return self._api.governor
+
+    @property
     def quota(self) -> QuotaBudget:
         """The quota budget as this client knows it now: the server's last figures
         corrected by its own count, the calls in flight and the server's clock offset."""

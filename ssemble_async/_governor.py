@@ -17,6 +17,7 @@ from ssemble_async import _clock
 from ssemble_async._config import QuotaPolicy
 from ssemble_async._errors import RateLimitError
 from ssemble_async._quota import (
+    RESET_MARGIN,
     CallResult,
     Delay,
     Lease,
@@ -107,7 +108,10 @@ class LocalGovernor:
             if delay.exhausted:
                 if delay.daily or self.policy.on_exhausted == "raise":
                     raise quota_error(self._budget, delay, now, code="quota_exhausted")
-                if delay.seconds is not None and delay.seconds > self.policy.max_wait:
+                if (
+                    delay.seconds is not None
+                    and delay.seconds > self.policy.max_wait + RESET_MARGIN
+                ):
                     raise quota_error(self._budget, delay, now, code="quota_exhausted")
                 if deadline is not None and wake is not None and wake > deadline:
                     raise quota_error(self._budget, delay, now, code=PAST_DEADLINE)

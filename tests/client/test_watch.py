@@ -289,3 +289,20 @@ async def test_quota_url_schemes() -> None:
     with pytest.raises(ConfigurationError, match="redis://"):
         Client("sk_ssemble_x", quota_url="redis://127.0.0.1:6379/0")
     Client("sk_ssemble_x", quota_url="")  # unset: this process's own budget
+
+
+async def test_two_clients_sharing_a_governor_share_one_budget(fake: FakeSsembleAPI) -> None:
+    fake.set_quota(remaining_hour=4)
+    async with (
+        client_of(fake) as first,
+        client_of(fake, quota_governor=first.quota_governor) as second,
+    ):
+        await first.list_templates()
+        await second.list_templates()
+        await first.list_templates()
+        assert second.quota.remaining == 1
+        await second.list_templates()
+        started = _clock.monotonic()
+        await first.list_templates()  # both spent it: held until the reset, not refused
+        assert _clock.monotonic() - started > 60
+    assert sum(fake.rate_limited.values()) == 0

@@ -12,6 +12,8 @@ from ssemble_async import (
     ConnectionSettings,
     CreatedRequest,
     PollPolicy,
+    QuotaBudget,
+    QuotaGovernor,
     QuotaPolicy,
     RateLimit,
     RequestState,
@@ -19,6 +21,7 @@ from ssemble_async import (
     RetryPolicy,
     Short,
     ShortsRequest,
+    SsembleError,
     Template,
     Timeouts,
 )
@@ -44,6 +47,13 @@ async def use_everything(session: aiohttp.ClientSession) -> None:
         request: ShortsRequest = await client.wait_for_completion(
             created.request_id, timeout=600, on_progress=lambda s: None
         )
+        async for result in client.wait_for_many([created.request_id, request], timeout=60):
+            ended: ShortsRequest | SsembleError = result
+            assert ended is not None
+        budget: QuotaBudget = client.quota
+        left: int | None = budget.remaining
+        governor: QuotaGovernor = client.quota_governor
+        assert left is None or governor is not None
         best: list[Short] = request.shorts_by_score()
         score: float | None = best[0].viral_score
         async for summary in client.list_requests(status="completed", page_size=50):
