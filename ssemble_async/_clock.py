@@ -25,6 +25,7 @@ __all__ = [
     "cancel_at",
     "instant_waits",
     "monotonic",
+    "real_work",
     "sleep",
     "sleep_until",
     "utcnow",
@@ -39,6 +40,7 @@ IDLE_BEFORE_JUMP = 0.002
 class _State:
     instant = False
     skipped = 0.0
+    busy = 0  # real operations under way that the virtual clock must wait for
 
 
 def monotonic() -> float:
@@ -86,7 +88,7 @@ class _Timers:
 
     def _busy(self) -> bool:
         ready = getattr(self.loop, "_ready", None)  # CPython's queue of runnable callbacks
-        return bool(ready)
+        return _State.busy > 0 or bool(ready)
 
     def fire_due(self) -> None:
         now = monotonic()
@@ -144,6 +146,20 @@ def _call_at(
             timers.touch()
 
     return cancel
+
+
+@contextmanager
+def real_work() -> Iterator[None]:
+    """Mark a real operation (an API call): the virtual clock does not jump meanwhile.
+
+    A loopback call that takes a few milliseconds must not let a deadline or a poll timer
+    fire "hours" early; with waits real, this changes nothing.
+    """
+    _State.busy += 1
+    try:
+        yield
+    finally:
+        _State.busy -= 1
 
 
 async def sleep(seconds: float) -> None:

@@ -42,22 +42,21 @@ def quota_error(
 ) -> RateLimitError:
     """The error for a call held back because the quota is spent (nothing was sent)."""
     limit = budget.as_rate_limit()
-    if delay.daily:
-        return RateLimitError(
-            "the daily quota is spent; the call was not sent. Try again tomorrow.",
-            code="quota_exhausted",
-            rate_limit=limit,
-            sent=False,
-        )
     wait = delay.seconds or 0.0
     reset = budget.reset_local() or now
+    which = "daily" if delay.daily else "hourly"
     message = (
         f"the hourly quota is spent ({budget.limit or '?'} calls); it resets at"
         f" {reset:%Y-%m-%d %H:%M:%S} UTC, in {wait:.0f} s. The call was not sent."
     )
+    if delay.daily:
+        message = (
+            "the daily quota is spent; the call was not sent. One call asks again after the"
+            f" hourly reset at {reset:%Y-%m-%d %H:%M:%S} UTC, in {wait:.0f} s."
+        )
     if code == PAST_DEADLINE:
         message = (
-            f"the hourly quota is spent until {reset:%H:%M:%S} UTC ({wait:.0f} s), after the"
+            f"the {which} quota is spent until {reset:%H:%M:%S} UTC ({wait:.0f} s), after the"
             " deadline of this call; it was not sent."
         )
     return RateLimitError(message, code=code, rate_limit=limit, retry_after=wait, sent=False)
@@ -92,21 +91,21 @@ class LocalGovernor:
         self._changed = anyio.Event()
 
     async def acquire(
-        self, priority: Priority = Priority.URGENT, *, keep: int = 0, deadline: float | None = None
+        self, priority: Priority = Priority.URGENT, *, deadline: float | None = None
     ) -> Lease:
         """Wait until a call of ``priority`` may go; see :class:`QuotaGovernor`."""
         announced = False
         while True:
             now = _clock.utcnow()
             self._budget = refill(self._budget, now)
-            delay = next_call_delay(self._budget, now, priority, keep=keep)
+            delay = next_call_delay(self._budget, now, priority)
             if delay.seconds == 0:
                 lease = Lease(priority=priority, granted_at=now)
                 self._budget = reserve(self._budget, lease)
                 return lease
             wake = None if delay.seconds is None else _clock.monotonic() + delay.seconds
             if delay.exhausted:
-                if delay.daily or self.policy.on_exhausted == "raise":
+                if self.policy.on_exhausted == "raise":
                     raise quota_error(self._budget, delay, now, code="quota_exhausted")
                 if (
                     delay.seconds is not None

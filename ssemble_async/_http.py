@@ -274,7 +274,7 @@ class APISession:
             assert error is not None
             if not retryable or attempt >= policy.attempts:
                 raise error
-            delay = self._retry_wait(policy, attempt, status, retry_after, response)
+            delay = self._retry_wait(policy, attempt, status, retry_after)
             # A 429 asking for more than a backoff wait means the quota is spent: that is
             # the quota policy's call. Anything longer than both limits is not waited for.
             if (
@@ -300,11 +300,10 @@ class APISession:
         attempt: int,
         status: int | None,
         retry_after: float | None,
-        response: Response | None,
     ) -> float:
         """Seconds before the next try; 0 when the governor will hold it for the quota."""
+        budget = self.governor.budget()
         if status == 429 and retry_after is None:
-            budget = self.governor.budget()
             until = budget.seconds_until_reset(_clock.utcnow())
             available = budget.available()
             if available is not None and available <= 0 and until is not None and until > 0:
@@ -316,7 +315,8 @@ class APISession:
             attempt,
             status=status,
             retry_after=retry_after,
-            rate_limit=None if response is None else response.rate_limit,
+            # the budget's view: the reset on our clock (the response's is on the server's)
+            rate_limit=budget.as_rate_limit() if budget.known else None,
             now=_clock.utcnow(),
         )
 
@@ -336,7 +336,8 @@ class APISession:
         started = _clock.monotonic()
         try:
             try:
-                response = await self._send_once(method, path, params, body)
+                with _clock.real_work():
+                    response = await self._send_once(method, path, params, body)
             except APIConnectionError as exc:
                 reach = Reach.MAYBE if exc.request_sent else Reach.NO
                 result = CallResult(reach=reach, sent_at=sent_at)

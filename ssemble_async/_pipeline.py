@@ -78,6 +78,8 @@ MAX_TRIES = 50
 FIRST_RECOMPILE_ROUND = 30.0
 MAX_RECOMPILE_INTERVAL = 120.0
 RESOLVE_CONCURRENCY = 8
+#: Seconds a re-read that mended no refused URL spares the other clips another re-read.
+FUTILE_FOR = 60.0
 #: API errors after which re-reading a request cannot help.
 _FINAL_API_ERRORS = (NotFoundError, AuthenticationError, PermissionDeniedError)
 
@@ -203,7 +205,8 @@ class _RequestContext:
         self._set_request(request)
         self._refreshing: anyio.Event | None = None
         self._refresh_error: SsembleError | None = None
-        self._futile: dict[int, bool] = {}  # re-read version -> it mended no refused URL
+        # re-read version -> (it mended no refused URL, when that was learnt)
+        self._futile: dict[int, tuple[bool, float]] = {}
 
     def _set_request(self, request: ShortsRequest) -> None:
         self.request = self.store.request = request
@@ -225,11 +228,14 @@ class _RequestContext:
         return None if short is None else short.video_url
 
     def futile(self, version: int) -> bool:
-        return self._futile.get(version, False)
+        # only for a while: URLs the read gave may expire later on their own
+        futile, since = self._futile.get(version, (False, 0.0))
+        return futile and _clock.monotonic() - since < FUTILE_FOR
 
     def note_refresh(self, version: int, *, mended: bool) -> None:
         # one refused clip given a new URL makes the read useful for all of them
-        self._futile[version] = not mended and self._futile.get(version, True)
+        futile = not mended and self._futile.get(version, (True, 0.0))[0]
+        self._futile[version] = (futile, _clock.monotonic())
 
     async def refresh(
         self,

@@ -21,7 +21,8 @@ Rules:
   measures the offset.
 - Priorities: a call for a running transfer (or the caller's own) may spend the last call;
   re-checks of re-rendering clips leave a few for those, and are spread evenly until the
-  reset; status polling also leaves the one final read each waiting job still owes.
+  reset; the watcher spaces its rounds to leave the one final read each waiting job still
+  owes (:func:`round_interval`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ RESET_MARGIN = 1.0
 SAME_WINDOW = 2.0
 #: Calls re-checks leave for transfers that need a fresh URL.
 URGENT_RESERVE = 2
+#: Answers without quota headers after which a budget still unknown stops probing.
+HEADERLESS_ANSWERS = 3
 #: The shortest render the API reports (5 minutes): polling never slows below one round
 #: per this while any call is left for it.
 SLOWEST_ROUND = 300.0
@@ -94,6 +97,8 @@ class QuotaBudget:
         skew: seconds the server's clock is ahead of ours (``Date`` minus our time).
         in_flight: calls granted and not settled yet.
         last_recheck: when the last re-check was granted (our clock), for spreading them.
+        headerless: answers in a row without any quota header (a server that never sends
+            them is not metered after a few).
     """
 
     limit: int | None = None
@@ -105,6 +110,7 @@ class QuotaBudget:
     skew: float = 0.0
     in_flight: int = 0
     last_recheck: dt.datetime | None = None
+    headerless: int = 0
 
     @property
     def known(self) -> bool:
@@ -173,7 +179,8 @@ class Delay:
             flight settles).
         exhausted: True when the wait is for the quota's reset (the window is spent for
             this priority), False when it is for a probe or for spreading re-checks.
-        daily: True when the daily quota is spent (its reset is not told: no wait helps).
+        daily: True when the daily quota is spent (its reset is not told: the wait is for
+            the hourly reset, after which one call asks again).
     """
 
     seconds: float | None
@@ -190,7 +197,7 @@ class QuotaGovernor(Protocol):
     """
 
     async def acquire(
-        self, priority: Priority = Priority.URGENT, *, keep: int = 0, deadline: float | None = None
+        self, priority: Priority = Priority.URGENT, *, deadline: float | None = None
     ) -> Lease:
         """Wait until a call of ``priority`` may go; raise ``RateLimitError`` when it may not.
 
@@ -213,41 +220,46 @@ def refill(budget: QuotaBudget, now: dt.datetime) -> QuotaBudget:
     reset = budget.reset
     assert reset is not None
     windows = math.floor(-until / budget.window) + 1
+    day = budget.remaining_day
     return attrs.evolve(
         budget,
         remaining=budget.limit,
+        # a spent day may have ended meanwhile (its reset is not told): the next answer says
+        remaining_day=None if day is not None and day <= 0 else day,
         reset=reset + dt.timedelta(seconds=windows * budget.window),
         estimated=True,
     )
 
 
-def _keep(priority: Priority, keep: int) -> int:
-    if priority is Priority.URGENT:
-        return keep
-    return keep + URGENT_RESERVE
+def _keep(priority: Priority) -> int:
+    return 0 if priority is Priority.URGENT else URGENT_RESERVE
 
 
 def next_call_delay(
-    budget: QuotaBudget, now: dt.datetime, priority: Priority = Priority.URGENT, *, keep: int = 0
+    budget: QuotaBudget, now: dt.datetime, priority: Priority = Priority.URGENT
 ) -> Delay:
     """Whether a call of ``priority`` may go now, and if not how long to wait.
 
-    ``keep``: calls to leave for others (the watcher passes the final reads it owes).
     ``budget`` must have been passed through :func:`refill` for ``now``.
     """
-    if budget.remaining_day is not None and budget.remaining_day - budget.in_flight <= 0:
-        return Delay(None if budget.in_flight else math.inf, exhausted=True, daily=True)
+    until = budget.seconds_until_reset(now)
+    if budget.remaining_day is not None and budget.remaining_day <= 0:
+        # the day's reset is not told: wait for the hourly one, then ask again
+        if until is None or until <= 0:
+            return Delay(None if budget.in_flight else 0.0)
+        return Delay(until + RESET_MARGIN, exhausted=True, daily=True)
     available = budget.available()
     if available is None:
+        if budget.headerless >= HEADERLESS_ANSWERS:
+            return Delay(0.0)  # a server that never tells: not metered
         # nothing known: one probe at a time until an answer tells
         return Delay(None if budget.in_flight else 0.0)
-    until = budget.seconds_until_reset(now)
-    if available <= _keep(priority, keep):
+    if available <= _keep(priority):
         if until is None or until <= 0:  # the reset is unknown or past: one call asks
             return Delay(None if budget.in_flight else 0.0)
         return Delay(until + RESET_MARGIN, exhausted=True)
     if priority is Priority.RECHECK and budget.last_recheck is not None and until is not None:
-        spare = available - _keep(priority, keep)
+        spare = available - _keep(priority)
         spacing = max(0.0, until) / spare
         due = budget.last_recheck + dt.timedelta(seconds=spacing)
         if due > now:
@@ -285,7 +297,9 @@ def settle(budget: QuotaBudget, result: CallResult) -> QuotaBudget:
         counted = None if budget.remaining is None else budget.remaining - 1
         if result.status == 429 and headers is not None and headers.reset is not None:
             return attrs.evolve(budget, remaining=0, reset=headers.reset, estimated=False)
-        return attrs.evolve(budget, remaining=counted)
+        headerless = budget.headerless + 1 if headers is None else 0
+        return attrs.evolve(budget, remaining=counted, headerless=headerless)
+    budget = attrs.evolve(budget, headerless=0)
     remaining = 0 if result.status == 429 else headers.remaining_hour
     budget = attrs.evolve(
         budget,
@@ -307,7 +321,12 @@ def settle(budget: QuotaBudget, result: CallResult) -> QuotaBudget:
             budget, remaining=remaining, reset=new_reset, estimated=False, window=window
         )
     if (old_reset - new_reset).total_seconds() > SAME_WINDOW:
-        return budget  # an answer from an older window: stale
+        if budget.estimated or result.status == 429:
+            # our refill guessed the reset, or the server refuses now: its window is the truth
+            return attrs.evolve(budget, remaining=remaining, reset=new_reset, estimated=False)
+        # an answer from an older window (it came late): the call still counts
+        counted = None if budget.remaining is None else budget.remaining - 1
+        return attrs.evolve(budget, remaining=counted)
     if budget.estimated:
         # our refill guessed this window: the server's count is the truth
         return attrs.evolve(budget, remaining=remaining, estimated=False)

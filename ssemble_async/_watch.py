@@ -248,10 +248,19 @@ class Watcher:
             await self._read(entry, deadline)  # its clips (or its failure reason)
 
     async def _list(self, live: list[_Entry], deadline: float | None) -> set[str]:
-        """Read the list down to what is known; return the ids it could not show."""
+        """Read the list down to what is known; return the ids it could not show.
+
+        Paging stops at the first item older than what is known of every waiting job (the
+        list is sorted newest update first): a job not seen above it has not changed. Ids
+        never known yet are looked for a little further (a page is cheaper than two status
+        reads). When the whole list was read, a job not in it is gone; when the pages ran
+        out before the known part (a busy account, a server that ignores ``sortBy``), the
+        jobs not seen are unknown: both are read on their own.
+        """
         since = min((e.known_at for e in live if e.known_at is not None), default=None)
         unknown = {e.request_id for e in live if e.known_at is None}
-        page, previous, seen, newest, complete = 1, None, 0, None, False
+        seen_ids: set[str] = set()
+        page, previous, seen, newest = 1, None, 0, None
         while True:
             items, ids, more = await self.api.list_updates(page, previous, seen, deadline=deadline)
             ordered = _ordered(items)
@@ -263,22 +272,25 @@ class Watcher:
                     at = item.updated_at or self._server_time(_clock.utcnow())
                     self._learn(entry, item, at)
                     unknown.discard(entry.request_id)
+                    seen_ids.add(entry.request_id)
             last = items[-1].updated_at if items else None
-            # changes since ``since`` may go on below this page unless it is sorted and older
-            older = ordered and since is not None and last is not None and last < since
-            if not more or (older and not unknown):
-                complete = True
-                break
-            if page >= MAX_ROUND_PAGES or (older and len(unknown) < 2):
-                complete = older
+            # every change since what was known is above this page, when it is sorted and
+            # older (or when nothing was known)
+            caught_up = since is None or (
+                ordered and since is not None and last is not None and last < since
+            )
+            if (caught_up and len(unknown) < 2) or not more or page >= MAX_ROUND_PAGES:
                 break
             page, previous, seen = page + 1, ids, seen + len(items)
-        if complete and newest is not None:
-            self.watermark = newest if self.watermark is None else max(self.watermark, newest)
-            for entry in live:
-                if entry.known_at is not None and entry.result is None:
-                    entry.known_at = max(entry.known_at, self.watermark)
-        return unknown
+        if caught_up or not more:
+            if newest is not None:
+                self.watermark = newest if self.watermark is None else max(self.watermark, newest)
+                for entry in live:
+                    if entry.known_at is not None and entry.result is None:
+                        entry.known_at = max(entry.known_at, self.watermark)
+            if caught_up:
+                return unknown
+        return {e.request_id for e in live if e.request_id not in seen_ids}
 
     async def _round(self, deadline: float | None) -> None:
         await anyio.lowlevel.checkpoint()  # waits started at the same moment join this round

@@ -28,7 +28,7 @@ from ssemble_async import (
     WaitTimeoutError,
     _clock,
 )
-from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
+from ssemble_async.testing import ApiFault, FakeClip, FakeJob, FakeSsembleAPI
 
 pytestmark = pytest.mark.anyio
 
@@ -306,3 +306,46 @@ async def test_two_clients_sharing_a_governor_share_one_budget(fake: FakeSsemble
         await first.list_templates()  # both spent it: held until the reset, not refused
         assert _clock.monotonic() - started > 60
     assert sum(fake.rate_limited.values()) == 0
+
+
+async def test_a_spent_day_is_asked_again_after_the_hourly_reset(fake: FakeSsembleAPI) -> None:
+    rid = fake.add_job(FakeJob(steps=()))
+    fake.set_quota(remaining_day=1)
+    async with client_of(fake) as client:
+        await client.get_status(rid)  # the answer says: nothing left today
+        fake.set_quota(remaining_day=1000)  # a new day on the server, unknown to the client
+        started = _clock.monotonic()
+        await client.get_status(rid)  # held until the hourly reset, then it asks
+        assert _clock.monotonic() - started <= 3600 + 5
+    assert sum(fake.rate_limited.values()) == 0
+
+
+async def test_a_short_window_is_learnt_without_429s() -> None:
+    async with FakeSsembleAPI(hourly_limit=5, quota_window=60) as fake:
+        rid = fake.add_job(FakeJob(steps=()))
+        async with client_of(fake) as client:
+            for _ in range(40):
+                await client.get_status(rid)
+                await _clock.sleep(3)
+        assert sum(fake.rate_limited.values()) <= 1  # at most the call that found it out
+
+
+async def test_jobs_pushed_down_a_busy_list_are_still_found() -> None:
+    async with FakeSsembleAPI(max_page_size=10) as fake:
+        a = fake.add_job(FakeJob(finishes_after=600, clips=(FakeClip(size=1000),)))
+        b = fake.add_job(FakeJob(finishes_after=900, clips=(FakeClip(size=1000),)))
+        steps = tuple((f"s{i}", i // 5, "x") for i in range(500))
+        for _ in range(120):  # an account whose other jobs keep moving to the top
+            fake.add_job(FakeJob(steps=steps, reads_per_step=1))
+        async with client_of(fake) as client:
+            got = [r async for r in client.wait_for_many([a, b], timeout=3000)]
+    assert all(isinstance(r, ShortsRequest) for r in got) and len(got) == 2
+
+
+async def test_a_slow_api_call_does_not_let_the_virtual_clock_run(fake: FakeSsembleAPI) -> None:
+    rid = fake.add_job(FakeJob(steps=()))
+    fake.inject_api_fault(ApiFault(status=503, delay=0.05, method="GET"))
+    async with client_of(fake) as client:
+        with _clock.cancel_at(_clock.monotonic() + 30) as scope:
+            await client.get_status(rid)  # 50 ms of real time, then a retry
+    assert not scope.cancelled_caught

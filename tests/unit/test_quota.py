@@ -76,9 +76,31 @@ def test_a_newer_reset_starts_a_new_window_with_the_servers_count() -> None:
     assert budget.remaining == 99 and budget.reset == later
 
 
-def test_an_answer_from_an_older_window_is_ignored() -> None:
+def test_a_late_answer_from_an_older_window_still_counts_its_call() -> None:
     budget = settle(grant(KNOWN), answered(3, RESET - dt.timedelta(hours=1)))
-    assert budget.remaining == 40 and budget.reset == RESET
+    assert budget.remaining == 39 and budget.reset == RESET
+
+
+def test_an_earlier_reset_replaces_a_guessed_one() -> None:
+    guessed = refill(attrs.evolve(KNOWN, remaining=0), RESET + dt.timedelta(seconds=1))
+    assert guessed.estimated and guessed.reset == RESET + dt.timedelta(hours=1)
+    real = RESET + dt.timedelta(minutes=1)  # the window is a minute, not an hour
+    budget = settle(grant(guessed), answered(4, real))
+    assert budget.remaining == 4 and budget.reset == real and not budget.estimated
+
+
+def test_a_429_with_an_earlier_reset_is_believed() -> None:
+    sooner = RESET - dt.timedelta(minutes=10)
+    budget = settle(grant(KNOWN), answered(0, sooner, status=429))
+    assert budget.remaining == 0 and budget.reset == sooner
+
+
+def test_a_server_that_never_sends_quota_headers_is_not_metered_for_ever() -> None:
+    budget = QuotaBudget()
+    for _ in range(3):
+        assert next_call_delay(grant(budget), NOW).seconds is None  # one probe at a time
+        budget = settle(grant(budget), CallResult(reach=Reach.YES, status=200))
+    assert next_call_delay(grant(grant(budget)), NOW).seconds == 0
 
 
 def test_a_refused_connection_is_not_a_spent_call() -> None:
@@ -91,14 +113,14 @@ def test_a_call_that_may_have_arrived_without_headers_counts_one() -> None:
     assert budget.remaining == 39
 
 
-@given(st.integers(0, 60), st.integers(0, 10), st.sampled_from(list(Priority)))
-def test_reservations_never_overshoot(remaining: int, keep: int, priority: Priority) -> None:
+@given(st.integers(0, 60), st.sampled_from(list(Priority)))
+def test_reservations_never_overshoot(remaining: int, priority: Priority) -> None:
     budget = attrs.evolve(KNOWN, remaining=remaining)
     granted = 0
-    while next_call_delay(budget, NOW, priority, keep=keep).seconds == 0 and granted <= 100:
+    while next_call_delay(budget, NOW, priority).seconds == 0 and granted <= 100:
         budget, granted = grant(budget, priority), granted + 1
         budget = attrs.evolve(budget, last_recheck=None)  # re-checks' spacing: time passes
-    floor = keep if priority is Priority.URGENT else keep + URGENT_RESERVE
+    floor = 0 if priority is Priority.URGENT else URGENT_RESERVE
     assert granted == max(0, remaining - floor)
 
 
@@ -161,10 +183,13 @@ def test_a_429_whose_reset_has_passed_uses_the_backoff_never_zero() -> None:
     assert delay == 0.5
 
 
-def test_the_daily_quota_spent_is_refused_not_waited_for() -> None:
+def test_a_spent_day_waits_for_the_hourly_reset_then_asks_once() -> None:
     budget = attrs.evolve(KNOWN, remaining_day=0)
     delay = next_call_delay(budget, NOW)
-    assert delay.daily and delay.exhausted
+    assert delay.daily and delay.exhausted and delay.seconds == 20 * 60 + RESET_MARGIN
+    after = refill(budget, RESET + dt.timedelta(seconds=2))
+    assert after.remaining_day is None  # the day may have ended: the next answer tells
+    assert next_call_delay(after, RESET + dt.timedelta(seconds=2)).seconds == 0
 
 
 def test_rechecks_are_spread_until_the_reset() -> None:
