@@ -55,6 +55,7 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "benchmarks/parsing.py")
+    session.run("python", "benchmarks/quota.py")
     session.run("python", "benchmarks/download.py", *session.posargs)
 
 

@@ -247,11 +247,20 @@ class Client:
         return known
 
     async def _read(
-        self, request_id: str, *, priority: Priority, deadline: float | None
+        self,
+        request_id: str,
+        *,
+        priority: Priority,
+        deadline: float | None,
+        wait_for_quota: bool = True,
     ) -> ShortsRequest:
         rid = validate_request_id(request_id)
         response = await self._api.request(
-            "GET", f"/shorts/{rid}", priority=priority, deadline=deadline
+            "GET",
+            f"/shorts/{rid}",
+            priority=priority,
+            deadline=deadline,
+            wait_for_quota=wait_for_quota,
         )
         request = parse_shorts_request(response.body, request_id=rid, status=response.status)
         self._remember(request)
@@ -295,11 +304,20 @@ class Client:
         return await self._status(request_id, priority=Priority.URGENT, deadline=None)
 
     async def _status(
-        self, request_id: str, *, priority: Priority, deadline: float | None
+        self,
+        request_id: str,
+        *,
+        priority: Priority,
+        deadline: float | None,
+        wait_for_quota: bool = True,
     ) -> RequestStatus:
         rid = validate_request_id(request_id)
         response = await self._api.request(
-            "GET", f"/shorts/{rid}/status", priority=priority, deadline=deadline
+            "GET",
+            f"/shorts/{rid}/status",
+            priority=priority,
+            deadline=deadline,
+            wait_for_quota=wait_for_quota,
         )
         status = parse_status(response.body, request_id=rid, status=response.status)
         self._remember(status)
@@ -749,14 +767,23 @@ class _WatchCalls:
         self._client = client
 
     async def read_request(
-        self, request_id: str, *, priority: Priority, deadline: float | None
+        self,
+        request_id: str,
+        *,
+        priority: Priority,
+        deadline: float | None,
+        wait_for_quota: bool = True,
     ) -> ShortsRequest:
-        return await self._client._read(request_id, priority=priority, deadline=deadline)
+        return await self._client._read(
+            request_id, priority=priority, deadline=deadline, wait_for_quota=wait_for_quota
+        )
 
     async def read_status(
         self, request_id: str, *, priority: Priority, deadline: float | None
     ) -> RequestStatus:
-        return await self._client._status(request_id, priority=priority, deadline=deadline)
+        return await self._client._status(
+            request_id, priority=priority, deadline=deadline, wait_for_quota=False
+        )
 
     async def list_updates(
         self, page: int, previous_ids: tuple[str, ...] | None, seen: int, *, deadline: float | None
@@ -768,7 +795,12 @@ class _WatchCalls:
             "limit": str(MAX_PAGE_SIZE),
         }
         response = await self._client._api.request(
-            "GET", "/shorts", params=query, priority=Priority.POLL, deadline=deadline
+            "GET",
+            "/shorts",
+            params=query,
+            priority=Priority.POLL,
+            deadline=deadline,
+            wait_for_quota=False,  # the watcher schedules its next round instead
         )
         result = parse_page(response.body, RequestSummary, status=response.status)
         step = step_after_page(

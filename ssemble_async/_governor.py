@@ -81,6 +81,7 @@ class LocalGovernor:
         self.policy = policy
         self._budget = QuotaBudget()
         self._changed = anyio.Event()
+        self._announced: dt.datetime | None = None  # the reset whose wait was logged
 
     def budget(self) -> QuotaBudget:
         """The budget as known now."""
@@ -94,7 +95,6 @@ class LocalGovernor:
         self, priority: Priority = Priority.URGENT, *, deadline: float | None = None
     ) -> Lease:
         """Wait until a call of ``priority`` may go; see :class:`QuotaGovernor`."""
-        announced = False
         while True:
             now = _clock.utcnow()
             self._budget = refill(self._budget, now)
@@ -109,13 +109,13 @@ class LocalGovernor:
                     raise quota_error(self._budget, delay, now, code="quota_exhausted")
                 if (
                     delay.seconds is not None
-                    and delay.seconds > self.policy.max_wait + RESET_MARGIN
+                    and delay.seconds > self.policy.max_wait + 2 * RESET_MARGIN
                 ):
                     raise quota_error(self._budget, delay, now, code="quota_exhausted")
                 if deadline is not None and wake is not None and wake > deadline:
                     raise quota_error(self._budget, delay, now, code=PAST_DEADLINE)
-                if not announced and delay.seconds is not None:
-                    announced = True
+                if self._announced != self._budget.reset and delay.seconds is not None:
+                    self._announced = self._budget.reset  # once per window, not per call
                     logger.warning("%s", describe_wait(self._budget, delay.seconds))
             until = deadline if wake is None else wake if deadline is None else min(wake, deadline)
             woke = await _clock.wait_event(self._changed, until)

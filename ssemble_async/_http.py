@@ -241,6 +241,7 @@ class APISession:
         idempotent: bool = True,
         priority: Priority = Priority.URGENT,
         deadline: float | None = None,
+        wait_for_quota: bool = True,
     ) -> Response:
         """Send one API call, with retries; return a 2xx response or raise.
 
@@ -249,12 +250,15 @@ class APISession:
         certainly did not act on the call: the connection was refused, or it answered 429.
         ``deadline`` (package clock) bounds every wait of the call: quota, backoff and
         ``Retry-After`` alike; a wait that would pass it raises the error instead.
+        ``wait_for_quota=False``: a try the governor cannot grant at once raises
+        ``RateLimitError`` (code ``quota_past_deadline``, nothing sent) instead of waiting.
         """
         policy = self.retry
         attempt = 0
         while True:
             attempt += 1
-            response, error = await self._try(method, path, params, body, priority, deadline)
+            grant_by = deadline if wait_for_quota else _clock.monotonic()
+            response, error = await self._try(method, path, params, body, priority, grant_by)
             if response is not None and 200 <= response.status < 300:
                 return response
             if response is None:

@@ -389,7 +389,8 @@ class _Pipeline:
                 Sidecar.from_short(context.request, short),
             )
         try:
-            await context.store.record(outcome.clip_id, entry, sidecar=sidecar)
+            with _clock.real_work():
+                await context.store.record(outcome.clip_id, entry, sidecar=sidecar)
         except OSError as exc:
             if outcome.state is not ClipState.FAILED:
                 note = describe_os_error(exc, context.dir)
@@ -645,24 +646,25 @@ class _Pipeline:
                 on_start=on_start,
                 on_bytes=on_bytes,
             )
-            stat = await aiofiles.os.stat(part)
-            # Recorded complete *before* the rename (a rename keeps size and mtime): a kill
-            # after the rename finds the file present; a kill before it, or a record that
-            # cannot be written (a full disk), leaves the .part to be confirmed with one
-            # range request, never fetched again.
-            await context.store.record(
-                clip_id,
-                attrs.evolve(
-                    context.store.entry(clip_id),
-                    file=context.names[clip_id],
-                    complete=True,
-                    size=stat.st_size,
-                    mtime_ns=stat.st_mtime_ns,
-                    etag=state.etag,
-                    last_modified=state.last_modified,
-                ),
-            )
-            await aiofiles.os.replace(part, path)
+            with _clock.real_work():  # file-system work in threads
+                stat = await aiofiles.os.stat(part)
+                # Recorded complete *before* the rename (a rename keeps size and mtime): a
+                # kill after the rename finds the file present; a kill before it, or a record
+                # that cannot be written (a full disk), leaves the .part to be confirmed with
+                # one range request, never fetched again.
+                await context.store.record(
+                    clip_id,
+                    attrs.evolve(
+                        context.store.entry(clip_id),
+                        file=context.names[clip_id],
+                        complete=True,
+                        size=stat.st_size,
+                        mtime_ns=stat.st_mtime_ns,
+                        etag=state.etag,
+                        last_modified=state.last_modified,
+                    ),
+                )
+                await aiofiles.os.replace(part, path)
             changes = {"partial": None}
             outcome = self.outcome(
                 context,

@@ -215,7 +215,8 @@ class QuotaGovernor(Protocol):
 def refill(budget: QuotaBudget, now: dt.datetime) -> QuotaBudget:
     """The budget after its reset passed: full again, the next reset one window later."""
     until = budget.seconds_until_reset(now)
-    if until is None or until > 0 or budget.limit is None:
+    # the reset is known to about a second (Date's resolution): refill one margin after it
+    if until is None or until > -RESET_MARGIN or budget.limit is None:
         return budget
     reset = budget.reset
     assert reset is not None
@@ -350,8 +351,10 @@ def round_interval(
     if available is None or until is None or until <= 0:
         return growth
     spare = available - owed - policy.reserve - URGENT_RESERVE
-    slowest = min(math.ceil(until / SLOWEST_ROUND), (available - URGENT_RESERVE) // 2)
+    # (a second's doubt about the reset must not add a round)
+    slowest = min(math.ceil((until - 2) / SLOWEST_ROUND), (available - URGENT_RESERVE) // 2)
     spare = max(spare, slowest)
-    if spare < 1:
+    if spare < 1 or until / spare >= until - RESET_MARGIN:
+        # the next round is for the new window: one margin after the reset, not at it
         return max(growth, until + RESET_MARGIN)
     return max(growth, until / spare)

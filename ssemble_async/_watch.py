@@ -68,19 +68,26 @@ class WatchAPI(Protocol):
     """The API calls the watcher needs (the client provides them)."""
 
     async def read_request(
-        self, request_id: str, *, priority: Priority, deadline: float | None
+        self,
+        request_id: str,
+        *,
+        priority: Priority,
+        deadline: float | None,
+        wait_for_quota: bool = True,
     ) -> ShortsRequest:
         """``GET /shorts/:id``."""
 
     async def read_status(
         self, request_id: str, *, priority: Priority, deadline: float | None
     ) -> RequestStatus:
-        """``GET /shorts/:id/status``."""
+        """``GET /shorts/:id/status``; never waits for the quota (``RateLimitError`` with
+        code ``quota_past_deadline`` when it cannot go at once)."""
 
     async def list_updates(
         self, page: int, previous_ids: tuple[str, ...] | None, seen: int, *, deadline: float | None
     ) -> tuple[tuple[RequestSummary, ...], tuple[str, ...], bool]:
-        """One page of ``GET /shorts`` newest update first: items, their ids, more pages."""
+        """One page of ``GET /shorts`` newest update first: items, their ids, more pages;
+        never waits for the quota (as :meth:`read_status`)."""
 
     def quota_budget(self) -> QuotaBudget:
         """The quota budget as known now."""
@@ -233,7 +240,10 @@ class Watcher:
         try:
             if entry.state in _FINISHED:
                 request = await self.api.read_request(
-                    entry.request_id, priority=Priority.URGENT, deadline=deadline
+                    entry.request_id,
+                    priority=Priority.URGENT,
+                    deadline=deadline,
+                    wait_for_quota=False,
                 )
                 self._learn(entry, request, self._server_time(_clock.utcnow()))
                 return
@@ -243,6 +253,10 @@ class Watcher:
         except NotFoundError as exc:
             entry.result = exc
             return
+        except RateLimitError as exc:
+            if exc.code == PAST_DEADLINE:
+                return  # no call left now: a later round reads it (the interval says when)
+            raise
         self._learn(entry, status, self._server_time(_clock.utcnow()))
         if status.status in _FINISHED:
             await self._read(entry, deadline)  # its clips (or its failure reason)
@@ -335,15 +349,14 @@ class Watcher:
             until = target if deadline is None else min(target, deadline)
             await _clock.wait_event(wakeup, until)
             return  # woken, or due: the waiter's loop looks again
+        started = _clock.monotonic()
         try:
             with _clock.cancel_at(deadline):
                 await self._round(deadline)
         except RateLimitError as exc:
-            if exc.code == PAST_DEADLINE:
-                # no call before this waiter's deadline; a later one may lead past the reset
-                await _clock.wait_event(self.changed, deadline)
-                return
-            self._fail(self._live(), exc)
+            # not now (no call left, or a probe under way): the next round's time says when
+            if exc.code != PAST_DEADLINE:
+                self._fail(self._live(), exc)
         except _FINAL_ERRORS as exc:
             self._fail(self._live(), exc)
         except SsembleError as exc:
@@ -351,7 +364,9 @@ class Watcher:
                 "polling for %d requests failed (%s); trying again", len(self._live()), exc
             )
         if self._live():
-            self.next_round = _clock.monotonic() + self._interval()
+            # from the round's start: a round that waited for the quota's reset (its final
+            # reads) is followed by a look at what changed meanwhile, not a full interval on
+            self.next_round = started + self._interval()
         else:
             self.next_round, self.rounds = None, 0
 
