@@ -349,3 +349,40 @@ async def test_a_slow_api_call_does_not_let_the_virtual_clock_run(fake: FakeSsem
         with _clock.cancel_at(_clock.monotonic() + 30) as scope:
             await client.get_status(rid)  # 50 ms of real time, then a retry
     assert not scope.cancelled_caught
+
+
+async def test_concurrent_calls_never_overshoot_what_is_left(fake: FakeSsembleAPI) -> None:
+    rid = fake.add_job(FakeJob(steps=()))
+    async with client_of(fake) as client:
+        await client.get_status(rid)  # the quota is known from here
+        fake.set_quota(remaining_hour=3)
+        await client.get_status(rid)  # 2 left now, as this answer says
+        sent_before = fake.calls["GET /shorts/:id/status"]
+        finished: list[float] = []
+        started = _clock.monotonic()
+
+        async def call() -> None:
+            await client.get_status(rid)
+            finished.append(_clock.monotonic() - started)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(30):
+                group.start_soon(call)
+    assert sum(fake.rate_limited.values()) == 0
+    assert fake.calls["GET /shorts/:id/status"] == sent_before + 30
+    early = [t for t in finished if t < 60]
+    assert len(early) == 2  # what was left; the 28 others after the reset
+
+
+async def test_unknown_quota_sends_one_probe_before_the_others(fake: FakeSsembleAPI) -> None:
+    rid = fake.add_job(FakeJob(steps=()))
+    fake.inject_api_fault(
+        ApiFault(status=503, delay=0.2, path_prefix=f"/shorts/{rid}/status", times=1)
+    )
+    async with client_of(fake) as client:
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(client.get_status, rid)
+            await anyio.sleep(0.1)  # real time: the probe is held by the fault
+            assert len(fake.api_requests) == 1  # the others wait for its answer
+    assert fake.calls["GET /shorts/:id/status"] == 11  # the refused probe, then ten
