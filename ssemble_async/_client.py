@@ -40,7 +40,7 @@ from ssemble_async._errors import (
     SsembleError,
 )
 from ssemble_async._governor import LocalGovernor
-from ssemble_async._http import APISession, Secret
+from ssemble_async._http import APISession, Response, Secret
 from ssemble_async._models import (
     CreatedRequest,
     GameVideo,
@@ -246,6 +246,13 @@ class Client:
             return None
         return known
 
+    async def _get(
+        self, path: str, *, priority: Priority, deadline: float | None, wait_for_quota: bool
+    ) -> Response:
+        return await self._api.request(
+            "GET", path, priority=priority, deadline=deadline, wait_for_quota=wait_for_quota
+        )
+
     async def _read(
         self,
         request_id: str,
@@ -254,17 +261,34 @@ class Client:
         deadline: float | None,
         wait_for_quota: bool = True,
     ) -> ShortsRequest:
+        """``GET /shorts/:id`` at ``priority``; the status it reports is remembered."""
         rid = validate_request_id(request_id)
-        response = await self._api.request(
-            "GET",
-            f"/shorts/{rid}",
-            priority=priority,
-            deadline=deadline,
-            wait_for_quota=wait_for_quota,
+        response = await self._get(
+            f"/shorts/{rid}", priority=priority, deadline=deadline, wait_for_quota=wait_for_quota
         )
         request = parse_shorts_request(response.body, request_id=rid, status=response.status)
         self._remember(request)
         return request
+
+    async def _status(
+        self,
+        request_id: str,
+        *,
+        priority: Priority,
+        deadline: float | None,
+        wait_for_quota: bool = True,
+    ) -> RequestStatus:
+        """``GET /shorts/:id/status`` at ``priority``; the status is remembered."""
+        rid = validate_request_id(request_id)
+        response = await self._get(
+            f"/shorts/{rid}/status",
+            priority=priority,
+            deadline=deadline,
+            wait_for_quota=wait_for_quota,
+        )
+        status = parse_status(response.body, request_id=rid, status=response.status)
+        self._remember(status)
+        return status
 
     async def __aenter__(self) -> Client:
         return self
@@ -302,26 +326,6 @@ class Client:
             NotFoundError: no such request on this account.
         """
         return await self._status(request_id, priority=Priority.URGENT, deadline=None)
-
-    async def _status(
-        self,
-        request_id: str,
-        *,
-        priority: Priority,
-        deadline: float | None,
-        wait_for_quota: bool = True,
-    ) -> RequestStatus:
-        rid = validate_request_id(request_id)
-        response = await self._api.request(
-            "GET",
-            f"/shorts/{rid}/status",
-            priority=priority,
-            deadline=deadline,
-            wait_for_quota=wait_for_quota,
-        )
-        status = parse_status(response.body, request_id=rid, status=response.status)
-        self._remember(status)
-        return status
 
     async def create_short(
         self,

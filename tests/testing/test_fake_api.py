@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 
 from ssemble_async.testing import ApiFault, ClipFault, FakeClip, FakeJob, FakeSsembleAPI, make_mp4
+
+from ._api import UNKNOWN_ID, VALID_BODY, Api, running
 
 pytestmark = pytest.mark.anyio
 
@@ -27,54 +26,6 @@ RATE_HEADERS = (
     "X-RateLimit-Remaining-Day",
     "X-RateLimit-Reset",
 )
-UNKNOWN_ID = "0123456789abcdef01234567"
-VALID_BODY: dict[str, Any] = {
-    "url": "https://www.youtube.com/watch?v=AbCdEfGhIjK",
-    "start": 0,
-    "end": 600,
-}
-
-
-@attrs.frozen
-class Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-
-    @property
-    def code(self) -> str:
-        return str(self.body["error"]["code"])
-
-
-@attrs.frozen
-class Api:
-    fake: FakeSsembleAPI
-    session: aiohttp.ClientSession
-
-    async def call(
-        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kw: Any
-    ) -> Reply:
-        headers = {"X-API-Key": self.fake.api_key} if headers is None else headers
-        url = self.fake.base_url + path
-        async with self.session.request(method, url, headers=headers, **kw) as resp:
-            raw = await resp.read()
-            body = json.loads(raw) if resp.content_type == "application/json" else raw
-            return Reply(resp.status, resp.headers.copy(), body)
-
-    async def data(self, method: str, path: str, **kw: Any) -> Any:
-        reply = await self.call(method, path, **kw)
-        assert 200 <= reply.status < 300, reply
-        return reply.body["data"]
-
-    async def statuses(self, request_id: str, reads: int) -> list[tuple[str, str]]:
-        bodies = [await self.data("GET", f"/shorts/{request_id}/status") for _ in range(reads)]
-        return [(b["status"], b["step"]) for b in bodies]
-
-
-@contextlib.asynccontextmanager
-async def running(**options: Any) -> AsyncIterator[Api]:
-    async with FakeSsembleAPI(**options) as fake, aiohttp.ClientSession() as session:
-        yield Api(fake, session)
 
 
 @pytest.fixture

@@ -2,81 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
 
-import aiohttp
-import attrs
 import pytest
 
 import ssemble_async
 from ssemble_async import _clock
 from ssemble_async.testing import ApiFault, ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
+from ._api import UNKNOWN_ID, VALID_BODY, iso, running
+
 pytestmark = pytest.mark.anyio
 
-UNKNOWN_ID = "0123456789abcdef01234567"
-VALID_BODY: dict[str, Any] = {
-    "url": "https://www.youtube.com/watch?v=AbCdEfGhIjK",
-    "start": 0,
-    "end": 600,
-}
 TWO_STEPS = FakeJob().steps[:2]
-
-
-@attrs.frozen
-class Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-
-    @property
-    def date(self) -> datetime:
-        return parsedate_to_datetime(self.headers["Date"])
-
-    @property
-    def reset(self) -> datetime:
-        return iso(self.headers["X-RateLimit-Reset"])
-
-
-@attrs.frozen
-class Api:
-    fake: FakeSsembleAPI
-    session: aiohttp.ClientSession
-
-    async def call(
-        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kw: Any
-    ) -> Reply:
-        headers = {"X-API-Key": self.fake.api_key} if headers is None else headers
-        url = self.fake.base_url + path
-        async with self.session.request(method, url, headers=headers, **kw) as resp:
-            raw = await resp.read()
-            body = json.loads(raw) if resp.content_type == "application/json" else raw
-            return Reply(resp.status, resp.headers.copy(), body)
-
-    async def data(self, method: str, path: str, **kw: Any) -> Any:
-        reply = await self.call(method, path, **kw)
-        assert 200 <= reply.status < 300, reply
-        return reply.body["data"]
-
-    async def listed(self, **params: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = (await self.data("GET", "/shorts", params=params))["requests"]
-        return items
-
-
-@contextlib.asynccontextmanager
-async def running(**options: Any) -> AsyncIterator[Api]:
-    async with FakeSsembleAPI(**options) as fake, aiohttp.ClientSession() as session:
-        yield Api(fake, session)
-
-
-def iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def close_to(moment: datetime, expected: datetime, slack: float = 2.0) -> bool:
