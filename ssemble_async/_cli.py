@@ -1,26 +1,39 @@
 """The ``ssemble`` command line: a thin layer over the public API, with no logic of its own.
 
 Exit codes: 0 when everything succeeded; 1 when a clip ended failed or not_ready, or an API
-call failed; 2 for usage errors (including a malformed request id, found before any network
-call); 130 after Ctrl-C (finished clips are kept, the rest resumes on the next run).
+call failed (a spent quota included); 2 for usage errors (including a malformed request id
+or an unsupported ``--quota-url``, found before any network call); 130 after Ctrl-C
+(finished clips are kept, the rest resumes on the next run).
+
+Every run that talks to the API keeps the last quota figures it saw (``X-RateLimit-*``) in a
+small JSON file of the user's cache directory, named by a SHA-256 hash of the API key and
+base URL (never the key itself), so that ``ssemble quota`` can show them without a call.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import enum
+import hashlib
 import json
 import logging
+import math
+import os
+import re
 import sys
+import tempfile
+import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import anyio
+import attrs
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import (
@@ -35,6 +48,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ssemble_async import _clock
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy, QuotaPolicy
 from ssemble_async._converter import converter
@@ -46,8 +60,10 @@ from ssemble_async._errors import (
     RateLimitError,
     SsembleError,
 )
+from ssemble_async._governor import PAST_DEADLINE
 from ssemble_async._models import GameVideo, MemeHook, MusicTrack, RequestStatus, ShortsRequest
 from ssemble_async._pipeline import DownloadStream
+from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
 
 __all__ = ["main"]
@@ -57,8 +73,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MiB = 1024 * 1024
 
 
+logger = logging.getLogger("ssemble_async")
+
+
 class UsageError(Exception):
     """A command line that cannot be run as given (exit 2)."""
+
+
+class CommandError(Exception):
+    """A command that ran and could not do its job (exit 1)."""
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -243,6 +266,8 @@ class Output:
         if not self.console.is_terminal:  # a log or a pipe: long lines beat wrapped tables
             self.console = Console(highlight=False, soft_wrap=False, width=200)
         self.live = self.console.is_terminal and not quiet and not as_json
+        #: One line for an error; ``main`` sets one that knows the command line's flags.
+        self.describe_error: Callable[[BaseException], str] = str
 
     def json(self, value: Any) -> None:
         emit_json(value, sys.stdout)
@@ -250,6 +275,72 @@ class Output:
     def print(self, *objects: Any) -> None:
         if not self.quiet:
             self.console.print(*objects)
+
+
+class Notices:
+    """One-line notes on stderr (``ssemble: ...``), each said once per run.
+
+    A quota wait is told once however many tasks wait for it ("quota spent; waiting until
+    22:00 UTC (19 min)"): a note naming a reset within a minute of one already told is the
+    same wait. Anything else is told once per text. ``sys.stderr`` is looked up for every
+    line, so that a live display on a terminal (which redirects it) prints the note above
+    itself.
+    """
+
+    _QUOTA_WAIT = re.compile(r"^quota spent; waiting until (?P<until>.+) \(\d+ min\)$")
+    _CLOCK = re.compile(r"(?P<hour>\d\d):(?P<minute>\d\d) UTC$")
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+        self._waits: list[int | None] = []
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._said.clear()
+            self._waits.clear()
+
+    def _told_wait(self, until: str) -> bool:
+        """Whether a wait for the same reset was told; remembers this one if not."""
+        clock = self._CLOCK.search(until)
+        minute = int(clock["hour"]) * 60 + int(clock["minute"]) if clock else None
+        for told in self._waits:
+            if told is None or minute is None:
+                return True
+            apart = abs(told - minute) % 1440
+            if min(apart, 1440 - apart) <= 1:
+                return True
+        self._waits.append(minute)
+        return False
+
+    def say(self, text: str) -> None:
+        """Print ``ssemble: text`` on stderr unless this run said it already."""
+        wait = self._QUOTA_WAIT.match(text)
+        with self._lock:
+            if wait is not None:
+                if self._told_wait(wait["until"]):
+                    return
+            elif text in self._said:
+                return
+            else:
+                self._said.add(text)
+        print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+
+notices = Notices()
+
+
+class NoticeHandler(logging.Handler):
+    """Sends the library's warnings to :data:`notices`: the message only, no traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            notices.say(record.getMessage())
+        except Exception:  # a logging handler never raises into the code that logs
+            self.handleError(record)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -299,11 +390,7 @@ async def _announce_busy_folders(stream: DownloadStream) -> None:
         for folder in stream.statistics().folders_busy:
             if folder not in told:
                 told.add(folder)
-                print(
-                    f"{PROG}: another download is writing into {folder}; waiting for it to finish",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                notices.say(f"another download is writing into {folder}; waiting for it to finish")
         await anyio.sleep(0.2)
 
 
@@ -313,8 +400,21 @@ def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) 
     else:
         if report.outcomes:
             out.print(summary_table(report))
+        quota_errors = {
+            rid: error
+            for rid, error in report.request_errors.items()
+            if isinstance(error, RateLimitError)
+        }
         for rid, error in report.request_errors.items():
-            print(f"{PROG}: request {rid}: {error}", file=sys.stderr)
+            if rid not in quota_errors:
+                print(f"{PROG}: request {rid}: {error}", file=sys.stderr)
+        if quota_errors:  # one line for all of them: they share one cause and one remedy
+            rid, error = next(iter(quota_errors.items()))
+            which = f"request {rid}" if len(quota_errors) == 1 else f"{len(quota_errors)} requests"
+            print(
+                f"{PROG}: error: {which} not read: {out.describe_error(error)}",
+                file=sys.stderr,
+            )
         out.print(f"{counts_line(stats)} · {_size(report.transferred)} transferred")
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -378,7 +478,6 @@ async def run_status(client: Client, args: argparse.Namespace, out: Output) -> i
 async def wait_with_progress(
     client: Client, request_id: str, limit: float, out: Output
 ) -> ShortsRequest:
-    """``wait_for_completion`` showing each status: a spinner on a terminal, else lines."""
     last: list[str] = []
 
     def show(status: RequestStatus) -> None:
@@ -517,6 +616,441 @@ def _asset_command(kind: str) -> Callable[[Client, argparse.Namespace, Output], 
     return run
 
 
+# -- quota: the last figures seen, kept between runs ----------------------------------------
+
+QUOTA_FILE_VERSION = 1
+#: Two resets this close (seconds) are the same hourly window.
+SAME_WINDOW = 2.0
+
+
+def _utcnow() -> dt.datetime:
+    return _clock.utcnow().astimezone(dt.timezone.utc)
+
+
+def _optional_int(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} is not a whole number")
+    return value
+
+
+def _optional_time(data: Mapping[str, Any], name: str) -> dt.datetime | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is not a timestamp")
+    when = dt.datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise ValueError(f"{name} has no time zone")
+    return when.astimezone(dt.timezone.utc)
+
+
+@attrs.frozen(kw_only=True)
+class SavedQuota:
+    """The key's quota as a run last knew it: the ``X-RateLimit-*`` figures corrected by
+    the client's own count, and when (our clock, UTC) that was."""
+
+    limit_hour: int | None = None
+    remaining_hour: int | None = None
+    limit_day: int | None = None
+    remaining_day: int | None = None
+    reset: dt.datetime | None = None
+    as_of: dt.datetime
+
+    @classmethod
+    def of_client(cls, client: Client, now: dt.datetime) -> SavedQuota | None:
+        """What ``client`` learnt of the quota, or None when no answer told it anything."""
+        budget = client.quota.as_rate_limit()
+        told = client.rate_limit or RateLimit()
+        if told == RateLimit() and budget.remaining_hour is None:
+            return None
+
+        def first(mine: Any, theirs: Any) -> Any:
+            return theirs if mine is None else mine
+
+        return cls(
+            limit_hour=first(budget.limit_hour, told.limit_hour),
+            remaining_hour=first(budget.remaining_hour, told.remaining_hour),
+            limit_day=first(budget.limit_day, told.limit_day),
+            remaining_day=first(budget.remaining_day, told.remaining_day),
+            reset=first(budget.reset, told.reset),
+            as_of=now,
+        )
+
+    @classmethod
+    def from_json(cls, data: object) -> SavedQuota:
+        """Read the file's content; ``ValueError``/``TypeError`` when it is not what this
+        version writes."""
+        if not isinstance(data, dict) or data.get("version") != QUOTA_FILE_VERSION:
+            raise ValueError("not a quota file of this version")
+        as_of = _optional_time(data, "as_of")
+        if as_of is None:
+            raise ValueError("as_of is missing")
+        return cls(
+            limit_hour=_optional_int(data, "limit_hour"),
+            remaining_hour=_optional_int(data, "remaining_hour"),
+            limit_day=_optional_int(data, "limit_day"),
+            remaining_day=_optional_int(data, "remaining_day"),
+            reset=_optional_time(data, "reset"),
+            as_of=as_of,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": QUOTA_FILE_VERSION,
+            "limit_hour": self.limit_hour,
+            "remaining_hour": self.remaining_hour,
+            "limit_day": self.limit_day,
+            "remaining_day": self.remaining_day,
+            "reset": None if self.reset is None else self.reset.isoformat(),
+            "as_of": self.as_of.isoformat(),
+        }
+
+    def same_window(self, other: SavedQuota) -> bool:
+        if self.reset is None or other.reset is None:
+            return False
+        return abs((self.reset - other.reset).total_seconds()) <= SAME_WINDOW
+
+    def spent_until(self, now: dt.datetime) -> dt.datetime | None:
+        """The reset, when these figures say the hour's calls are spent until a time to come."""
+        if self.remaining_hour is None or self.remaining_hour > 0 or self.reset is None:
+            return None
+        return self.reset if self.reset > now else None
+
+
+def quota_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$XDG_CACHE_HOME/ssemble-async`` (an absolute one), else ``~/.cache/ssemble-async``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME", "")
+    if base and Path(base).is_absolute():
+        return Path(base) / "ssemble-async"
+    try:
+        return Path.home() / ".cache" / "ssemble-async"
+    except RuntimeError:  # no home directory to be found
+        return None
+
+
+def quota_cache_file(
+    api_key: str, base_url: str, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The file of one key and API: named by a SHA-256 of both, never by the key."""
+    folder = quota_cache_dir(environ)
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{api_key}\n{base_url}".encode()).hexdigest()
+    return folder / f"quota-{digest[:32]}.json"
+
+
+def load_quota(path: Path) -> SavedQuota | None:
+    """The figures saved in ``path``; None when there are none or they cannot be read."""
+    try:
+        return SavedQuota.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, RecursionError):
+        return None
+
+
+def save_quota(path: Path, seen: SavedQuota) -> None:
+    """Write ``seen`` to ``path`` atomically (a whole file or the old one, never half).
+
+    Within one window the lower count wins: a run that ended later may have learnt its
+    figures earlier than another run that saved in between.
+    """
+    previous = load_quota(path)
+    if (
+        previous is not None
+        and previous.same_window(seen)
+        and previous.remaining_hour is not None
+        and (seen.remaining_hour is None or previous.remaining_hour < seen.remaining_hour)
+    ):
+        seen = attrs.evolve(seen, remaining_hour=previous.remaining_hour)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".quota-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(seen.to_json(), handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _remember_quota(client: Client, path: Path | None) -> None:
+    """Save what this run learnt of the quota; a cache that cannot be written is no error."""
+    if path is None:
+        return
+    seen = SavedQuota.of_client(client, _utcnow())
+    if seen is None:
+        return
+    try:
+        save_quota(path, seen)
+    except OSError as error:
+        logger.debug("cannot save the quota figures in %s: %s", path, error)
+
+
+#: Seconds a reset may be off by (the server's clock is known to about a second).
+CLOCK_SLACK = 3.0
+
+
+def _clock_time(when: dt.datetime, now: dt.datetime, *, up: bool = True) -> str:
+    """``22:00 UTC``. A reset is rounded up to the minute (a run at that time is after it),
+    unless it is within :data:`CLOCK_SLACK` of the minute before; ``up=False`` truncates."""
+    when = when.astimezone(dt.timezone.utc)
+    if up:
+        when -= dt.timedelta(seconds=CLOCK_SLACK)
+        if when.second or when.microsecond:
+            when = when.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    if abs((when - now).total_seconds()) > 12 * 3600:
+        return f"{when:%Y-%m-%d %H:%M} UTC"
+    return f"{when:%H:%M} UTC"
+
+
+def _span(seconds: float) -> str:
+    """``19 min``, ``2 h 5 min``, ``12 s``."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes // (24 * 60)} days"
+
+
+def _age(seconds: float) -> str:
+    """``3 min ago``, ``just now``."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{math.floor(seconds)} s ago"
+    minutes = math.floor(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} min ago"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h ago"
+    return f"{minutes // (24 * 60)} days ago"
+
+
+def quota_as_data(saved: SavedQuota, now: dt.datetime, *, calls: int) -> dict[str, Any]:
+    """The figures as JSON-ready data (``ssemble quota --json``)."""
+    until = None if saved.reset is None else (saved.reset - now).total_seconds()
+    return {
+        "limit_hour": saved.limit_hour,
+        "remaining_hour": saved.remaining_hour,
+        "limit_day": saved.limit_day,
+        "remaining_day": saved.remaining_day,
+        "reset": None if saved.reset is None else saved.reset.isoformat(),
+        "reset_in_seconds": None if until is None else round(max(0.0, until), 1),
+        "reset_passed": until is not None and until <= 0,
+        "as_of": saved.as_of.isoformat(),
+        "age_seconds": round(max(0.0, (now - saved.as_of).total_seconds()), 1),
+        "calls_spent": calls,
+    }
+
+
+def quota_lines(saved: SavedQuota, now: dt.datetime, *, calls: int) -> list[str]:
+    """The figures for a person to read (``ssemble quota``)."""
+
+    def count(value: int | None) -> str:
+        return "?" if value is None else str(value)
+
+    if calls:
+        heading = f"quota of this API key, as of now (asked the API: {calls} call)"
+    else:
+        age = (now - saved.as_of).total_seconds()
+        heading = (
+            f"quota of this API key, as of {_age(age)} ({_clock_time(saved.as_of, now, up=False)},"
+            " the last run that talked to the API)"
+        )
+    limits = f"{count(saved.limit_hour)} calls an hour"
+    if saved.limit_day is not None:
+        limits += f", {saved.limit_day} a day"
+    left_hour = count(saved.remaining_hour)
+    if saved.reset is None:
+        reset = "?"
+    else:
+        until = (saved.reset - now).total_seconds()
+        when = _clock_time(saved.reset, now)
+        if until > 0:
+            reset = f"{when} (in {_span(until)})"
+        else:
+            reset = f"{when} (passed {_span(until)} ago; ssemble quota --refresh asks again)"
+            if saved.limit_hour is not None:
+                left_hour += f" before that reset, {saved.limit_hour} after it"
+    left_day = count(saved.remaining_day)
+    if saved.limit_day is not None and saved.remaining_day is not None:
+        left_day += f" of {saved.limit_day}"
+    return [
+        heading,
+        f"  limit           {limits}",
+        f"  left this hour  {left_hour}",
+        f"  left today      {left_day}",
+        f"  hour resets at  {reset}",
+    ]
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    key: str | None = args.api_key
+    return (key if key is not None else os.environ.get("SSEMBLE_API_KEY", "")).strip()
+
+
+def _quota_file(args: argparse.Namespace, client: Client) -> Path | None:
+    return quota_cache_file(_api_key(args), client.base_url)
+
+
+async def _ask_quota(client: Client) -> SavedQuota:
+    """One cheap call (``GET /templates``) for the figures its answer carries."""
+    refused: RateLimitError | None = None
+    try:
+        await client.list_templates()
+    except RateLimitError as error:  # a refusal carries the figures too
+        refused = error
+    seen = SavedQuota.of_client(client, _utcnow())
+    if seen is not None:
+        return seen
+    if refused is not None:
+        raise refused
+    raise CommandError(
+        "the API's answer carried no X-RateLimit-* headers: it did not tell the quota"
+    )
+
+
+async def run_quota(client: Client, args: argparse.Namespace, out: Output) -> int:
+    path = _quota_file(args, client)
+    saved = None if args.refresh or path is None else load_quota(path)
+    calls = 0
+    if saved is None:
+        if not args.refresh and not out.quiet:
+            print(
+                f"{PROG}: no quota figures saved for this API key yet; asking the API"
+                " (GET /templates: costs one call of the quota)",
+                file=sys.stderr,
+                flush=True,
+            )
+        saved = await _ask_quota(client)
+        calls = 1
+    now = _utcnow()
+    if out.as_json:
+        out.json(quota_as_data(saved, now, calls=calls))
+    elif out.quiet:
+        print("?" if saved.remaining_hour is None else saved.remaining_hour)
+    else:
+        for line in quota_lines(saved, now, calls=calls):
+            out.print(line)
+    return EXIT_OK
+
+
+def _quota_choice(args: argparse.Namespace) -> bool:
+    """Whether this run waits for a spent quota (else it stops with exit 1, sending nothing)."""
+    if args.command == "quota":
+        return False  # the figures are the answer: nothing to wait for
+    choice: bool | None = args.wait_for_quota
+    if choice is not None:
+        return choice
+    return args.command == "wait" or bool(getattr(args, "wait", False))
+
+
+def _waiting_by(args: argparse.Namespace) -> str:
+    """What made this run wait for the quota, as a person would name it."""
+    if args.wait_for_quota:
+        return "--wait-for-quota"
+    if args.command == "wait":
+        return "ssemble wait"
+    return "--wait"
+
+
+def _wait_advice(args: argparse.Namespace) -> str:
+    """How to have this command wait for the quota next time."""
+    if args.wait_for_quota is False:
+        return "drop --no-wait-for-quota to wait for it"
+    if args.command == "download":
+        return "add --wait to wait for it (--wait waits for the quota too)"
+    return "add --wait-for-quota to wait for it"
+
+
+class KnownSpent(RateLimitError):
+    """The hour's quota is spent as a recent run saw it: nothing is sent until the reset."""
+
+    def __init__(self, saved: SavedQuota, now: dt.datetime) -> None:
+        super().__init__(
+            f"the hourly quota is spent until {saved.reset} as a run"
+            f" {_age((now - saved.as_of).total_seconds())} saw it; the call was not sent.",
+            code="quota_exhausted",
+            rate_limit=RateLimit(
+                limit_hour=saved.limit_hour,
+                remaining_hour=saved.remaining_hour,
+                limit_day=saved.limit_day,
+                remaining_day=saved.remaining_day,
+                reset=saved.reset,
+            ),
+            sent=False,
+        )
+        self.saved = saved
+
+
+def quota_error_line(error: RateLimitError, args: argparse.Namespace | None) -> str:
+    """One line for a spent quota or a 429: what happened, until when, and which flag helps."""
+    now = _utcnow()
+    limit = error.rate_limit or RateLimit()
+    reset = limit.reset if limit.reset is not None and limit.reset > now else None
+    what = "nothing was sent" if not error.sent else "the API refused the call (HTTP 429)"
+    if limit.remaining_day is not None and limit.remaining_day <= 0:
+        told = (
+            f"the daily quota of this API key is spent and {what}; the API does not say when"
+            " the day resets: run again tomorrow"
+        )
+        if args is None or _quota_choice(args):
+            return told
+        return f"{told}, or {_wait_advice(args)} (it asks again after each hourly reset)"
+    if reset is None:
+        told = f"the API refused the call with HTTP 429 ({error.code}: {error.message})"
+        if not error.sent:
+            told = f"the hourly quota is spent and {what} ({error.message})"
+        again = "run again later"
+        if error.retry_after:
+            later = now + dt.timedelta(seconds=error.retry_after)
+            again = f"run again after {_clock_time(later, now)}"
+    else:
+        when = _clock_time(reset, now)
+        told = f"the hourly quota is spent until {when} (in {_span((reset - now).total_seconds())})"
+        if isinstance(error, KnownSpent):
+            told += f", as a run {_age((now - error.saved.as_of).total_seconds())} saw it"
+        told += f"; {what}"
+        again = f"run again after {when}"
+    if args is None:
+        return f"{told}: {again}"
+    if error.code == PAST_DEADLINE:
+        return f"{told}, after the deadline of this wait: {again}, or raise --timeout"
+    if _quota_choice(args):
+        by = _waiting_by(args)
+        if not error.sent and reset is not None:
+            return f"{told}: longer than {by} waits for the quota (an hour at most): {again}"
+        return (
+            f"{told}, which is unexpected with {by} (it waits for the quota): another user of"
+            f" this API key may be spending it; {again}"
+        )
+    if args.command == "quota":
+        return f"{told}: {again}"
+    return f"{told}: {again}, or {_wait_advice(args)}"
+
+
+def _check_saved_quota(args: argparse.Namespace, path: Path | None) -> None:
+    """Stop before any call when a recent run saw the hour's quota spent and we will not wait."""
+    if path is None or args.command == "quota" or _quota_choice(args):
+        return
+    saved = load_quota(path)
+    now = _utcnow()
+    if saved is not None and saved.spent_until(now) is not None:
+        raise KnownSpent(saved, now)
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -542,10 +1076,29 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--debug", action="store_true", default=flag_default, help="debug logs and tracebacks"
     )
     group.add_argument(
+        "--quota-url",
+        default=default,
+        metavar="URL",
+        help="where the key's quota budget is kept (default: $SSEMBLE_QUOTA_URL, else this"
+        " process's own; local:// and memory:// name that too)",
+    )
+    group.add_argument(
         "--wait-for-quota",
-        action="store_true",
-        default=flag_default,
-        help="when the hourly quota is spent, wait for its reset (default: stop with an error)",
+        dest="wait_for_quota",
+        action="store_const",
+        const=True,
+        default=default,
+        help="when the hourly quota is spent, wait for its reset (the default of --wait and"
+        " of ssemble wait; other commands stop with an error)",
+    )
+    group.add_argument(
+        "--no-wait-for-quota",
+        dest="wait_for_quota",
+        action="store_const",
+        const=False,
+        default=default,
+        help="when the hourly quota is spent, stop with exit 1 and say when it resets,"
+        " sending nothing more (also with --wait)",
     )
 
 
@@ -624,7 +1177,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for re-rendering clips before reporting them not_ready",
     )
     download.add_argument("--overwrite", action="store_true", help="download complete files again")
-    download.add_argument("--wait", action="store_true", help="wait for jobs that are not done")
+    download.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for jobs that are not done, and for the hourly quota when it is spent",
+    )
     _add_poll_interval(download)
     download.set_defaults(run=run_download)
 
@@ -638,7 +1195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     wait = command(
         "wait",
-        "Wait for a job to finish, showing its steps; then show its clips.",
+        "Wait for a job to finish, showing its steps; then show its clips. A spent hourly"
+        " quota is waited for too (--no-wait-for-quota stops instead).",
         "ssemble wait 665a1b2c3d4e5f6a7b8c9d0e --timeout 1800",
     )
     wait.add_argument("id", metavar="ID")
@@ -690,6 +1248,21 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--missing-ok", action="store_true", help="succeed if already gone")
     delete.set_defaults(run=run_delete)
 
+    quota = command(
+        "quota",
+        "Show the API key's quota as last seen (X-RateLimit-*): the hourly limit, the calls"
+        " left this hour and today, and when the hour resets. Every run that talks to the API"
+        " saves these figures; with none saved yet, asks the API (one call).",
+        "ssemble quota --refresh",
+    )
+    quota.add_argument(
+        "--refresh",
+        action="store_true",
+        help="ask the API now instead of showing the saved figures (costs one call:"
+        " GET /templates)",
+    )
+    quota.set_defaults(run=run_quota)
+
     command("templates", "List the caption templates.", "ssemble templates").set_defaults(
         run=run_templates
     )
@@ -728,9 +1301,9 @@ def _poll(args: argparse.Namespace) -> PollPolicy:
     return PollPolicy(initial=first, maximum=max(first, PollPolicy().maximum))
 
 
-def _error_line(error: BaseException) -> str:
-    if isinstance(error, RateLimitError) and error.rate_limit and error.rate_limit.reset:
-        return f"{error} (quota resets at {error.rate_limit.reset:%Y-%m-%d %H:%M:%S} UTC)"
+def _error_line(error: BaseException, args: argparse.Namespace | None = None) -> str:
+    if isinstance(error, RateLimitError):
+        return quota_error_line(error, args)
     if isinstance(error, APIConnectionError):
         return f"{error}"
     return str(error)
@@ -749,23 +1322,70 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         if offline == "demo":
             return await run_demo(Path(args.output), out)
         return await run_fake_server(args, out)
-    quota = QuotaPolicy(on_exhausted="wait" if args.wait_for_quota else "raise")
-    async with Client(
-        args.api_key, base_url=args.base_url, quota=quota, poll=_poll(args)
-    ) as client:
-        code: int = await args.run(client, args, out)
+    client = _client(args)
+    path = _quota_file(args, client)
+    async with client:
+        _check_saved_quota(args, path)
+        try:
+            code: int = await args.run(client, args, out)
+        finally:
+            _remember_quota(client, path)
         return code
+
+
+def _client(args: argparse.Namespace) -> Client:
+    """The client of this command line (before any call: a bad setting is a usage error)."""
+    quota = QuotaPolicy(on_exhausted="wait" if _quota_choice(args) else "raise")
+    quota_url: str | None = args.quota_url
+    try:
+        return Client(
+            args.api_key, base_url=args.base_url, quota=quota, poll=_poll(args), quota_url=quota_url
+        )
+    except ConfigurationError as error:
+        if "quota_url" not in str(error):
+            raise
+        # the URL itself is never repeated: it may hold a password
+        source = "--quota-url" if quota_url is not None else "SSEMBLE_QUOTA_URL"
+        url = quota_url if quota_url is not None else os.environ.get("SSEMBLE_QUOTA_URL", "")
+        scheme, found, _ = url.partition("://")
+        named = f"the scheme {scheme.lower()}://" if found and scheme else "a URL without a scheme"
+        raise UsageError(
+            f"{source}: {named} is not supported by this version; leave --quota-url and"
+            " SSEMBLE_QUOTA_URL unset (or use local://) for this process's own quota budget"
+        ) from error
+
+
+def _show_notices(debug: bool) -> Callable[[], None]:
+    """Route the library's warnings (a quota wait...) to stderr as ``ssemble: ...`` lines.
+
+    With ``--debug`` every log record goes to stderr with its time, logger and level
+    instead. Returns what undoes it (``main`` may run more than once in one process).
+    """
+    notices.reset()
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+        return lambda: None
+    handler = NoticeHandler()
+    logger.addHandler(handler)
+    return lambda: logger.removeHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ssemble`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.debug:
-        logging.basicConfig(
-            level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
     out = Output(as_json=args.json, quiet=args.quiet)
+    out.describe_error = lambda error: _error_line(error, args)
+    stop_notices = _show_notices(args.debug)
+    try:
+        return _main(args, out)
+    finally:
+        stop_notices()
+
+
+def _main(args: argparse.Namespace, out: Output) -> int:
     try:
         return asyncio.run(_run(args, out))
     except KeyboardInterrupt:
@@ -780,7 +1400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         _fail(str(error), EXIT_USAGE)
-    except SsembleError as error:
+    except (SsembleError, CommandError) as error:
         if args.debug:
             traceback.print_exc()
-        _fail(_error_line(error), EXIT_FAILED)
+        _fail(_error_line(error, args), EXIT_FAILED)

@@ -86,11 +86,14 @@ def _governor_for(quota_url: str | None, policy: QuotaPolicy) -> QuotaGovernor:
     """The governor a ``quota_url`` names (unset or empty: this process's own)."""
     if not quota_url:
         return LocalGovernor(policy)
-    scheme = quota_url.partition("://")[0].lower()
-    if scheme in ("local", "memory"):
+    scheme, found, _ = quota_url.partition("://")
+    scheme = scheme.lower()
+    if found and scheme in ("local", "memory"):
         return LocalGovernor(policy)
+    # the URL itself is never repeated: it may hold a password
+    named = f"scheme {scheme}://" if found else "value (not a URL such as local://)"
     raise ConfigurationError(
-        f"quota_url scheme {scheme + '://' if scheme else repr(quota_url)} is not supported:"
+        f"quota_url {named} is not supported:"
         " leave quota_url (and SSEMBLE_QUOTA_URL) unset for this process's own budget."
         " A quota shared in Redis (redis://) is not available in this version."
     )

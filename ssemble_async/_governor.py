@@ -66,7 +66,9 @@ def describe_wait(budget: QuotaBudget, seconds: float) -> str:
     """``quota spent; waiting until 22:00 UTC (19 min)``."""
     reset = budget.reset_local()
     minutes = max(1, math.ceil(seconds / 60))
-    when = "its reset" if reset is None else f"{reset:%H:%M} UTC"
+    # to the nearest minute: a reset on the hour seen through the server's clock offset
+    # (22:00 less half a second) is 22:00, not 21:59
+    when = "its reset" if reset is None else f"{reset + dt.timedelta(seconds=30):%H:%M} UTC"
     return f"quota spent; waiting until {when} ({minutes} min)"
 
 

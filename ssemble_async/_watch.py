@@ -37,9 +37,9 @@ from ssemble_async._errors import (
     SsembleError,
     WaitTimeoutError,
 )
-from ssemble_async._governor import PAST_DEADLINE
+from ssemble_async._governor import PAST_DEADLINE, describe_wait
 from ssemble_async._models import RequestState, RequestStatus, RequestSummary, ShortsRequest
-from ssemble_async._quota import Priority, QuotaBudget, round_interval
+from ssemble_async._quota import RESET_MARGIN, Priority, QuotaBudget, round_interval
 
 __all__ = ["Known", "ProgressCallback", "WaitResult", "WatchAPI", "Watcher"]
 
@@ -150,6 +150,7 @@ class Watcher:
         self.next_round: float | None = None
         self.rounds = 0
         self.watermark: dt.datetime | None = None
+        self.announced: dt.datetime | None = None  # the reset whose wait was logged
 
     # -- registration -------------------------------------------------------------------
 
@@ -255,6 +256,7 @@ class Watcher:
             return
         except RateLimitError as exc:
             if exc.code == PAST_DEADLINE:
+                self._announce_quota_wait()
                 return  # no call left now: a later round reads it (the interval says when)
             raise
         self._learn(entry, status, self._server_time(_clock.utcnow()))
@@ -357,6 +359,8 @@ class Watcher:
             # not now (no call left, or a probe under way): the next round's time says when
             if exc.code != PAST_DEADLINE:
                 self._fail(self._live(), exc)
+            else:
+                self._announce_quota_wait()
         except _FINAL_ERRORS as exc:
             self._fail(self._live(), exc)
         except SsembleError as exc:
@@ -369,6 +373,17 @@ class Watcher:
             self.next_round = started + self._interval()
         else:
             self.next_round, self.rounds = None, 0
+
+    def _announce_quota_wait(self) -> None:
+        """Log, once per reset, that the waits go on after the quota's reset."""
+        budget = self.api.quota_budget()
+        until = budget.seconds_until_reset(_clock.utcnow())
+        spent = (budget.remaining is not None and budget.remaining <= 0) or (
+            budget.remaining_day is not None and budget.remaining_day <= 0
+        )
+        if spent and until is not None and until > 0 and self.announced != budget.reset:
+            self.announced = budget.reset
+            logger.warning("%s", describe_wait(budget, until + RESET_MARGIN))
 
     async def _serve(
         self,

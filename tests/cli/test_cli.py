@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -16,9 +12,10 @@ import pytest
 from ssemble_async._manifest import FolderLock
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
+from ._support import ESC, assert_one_line_error, environment, run_in_pty, ssemble
+
 pytestmark = pytest.mark.anyio
 
-ESC = "\x1b["
 COMMANDS = (
     "download",
     "get",
@@ -31,51 +28,10 @@ COMMANDS = (
     "music",
     "game-videos",
     "meme-hooks",
+    "quota",
     "fake-server",
     "demo",
 )
-
-
-def environment(fake: FakeSsembleAPI | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
-    if fake is not None:
-        env.update(SSEMBLE_API_KEY=fake.api_key, SSEMBLE_BASE_URL=fake.base_url)
-    env.update({"PYTHONUNBUFFERED": "1", "TERM": "dumb", **extra})
-    return env
-
-
-class Result:
-    def __init__(self, done: subprocess.CompletedProcess[bytes]) -> None:
-        self.code = done.returncode
-        self.out = done.stdout.decode()
-        self.err = done.stderr.decode()
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-async def ssemble(
-    *args: str,
-    fake: FakeSsembleAPI | None = None,
-    stdin: bytes | None = None,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Result:
-    done = await anyio.run_process(
-        [sys.executable, "-m", "ssemble_async", *args],
-        input=stdin,
-        check=False,
-        cwd=cwd,
-        env=dict(env) if env is not None else environment(fake),
-    )
-    return Result(done)
-
-
-def assert_one_line_error(result: Result, needle: str) -> None:
-    assert result.err.startswith("ssemble: error: ")
-    assert needle in result.err
-    assert len(result.err.strip().splitlines()) == 1
-    assert "Traceback" not in result.err
 
 
 async def test_help_of_every_command() -> None:
@@ -132,7 +88,7 @@ async def test_quota_exhausted_names_the_reset_time(fake_ssemble: FakeSsembleAPI
     fake_ssemble.set_quota(remaining_hour=0)
     result = await ssemble("templates", fake=fake_ssemble)
     assert result.code == 1
-    assert_one_line_error(result, "quota resets at")
+    assert_one_line_error(result, f"run again after {fake_ssemble.quota_reset:%H:%M} UTC")
     assert len(fake_ssemble.api_requests) == 1
 
 
@@ -366,28 +322,6 @@ async def test_fake_server_serves_until_interrupted(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(10):
             assert await process.wait() == 0
-
-
-def run_in_pty(args: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
-    """Run the CLI on a real pseudo-terminal; return its exit code and everything it drew."""
-    import pty
-
-    output = bytearray()
-
-    def read(fd: int) -> bytes:
-        data = os.read(fd, 65536)
-        output.extend(data)
-        return data
-
-    previous = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        status = pty.spawn([sys.executable, "-m", "ssemble_async", *args], read)
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 
 async def test_live_display_on_a_real_terminal(tmp_path: Path) -> None:

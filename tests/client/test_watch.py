@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -379,10 +380,29 @@ async def test_unknown_quota_sends_one_probe_before_the_others(fake: FakeSsemble
     fake.inject_api_fault(
         ApiFault(status=503, delay=0.2, path_prefix=f"/shorts/{rid}/status", times=1)
     )
-    async with client_of(fake) as client:
-        async with anyio.create_task_group() as group:
-            for _ in range(10):
-                group.start_soon(client.get_status, rid)
-            await anyio.sleep(0.1)  # real time: the probe is held by the fault
-            assert len(fake.api_requests) == 1  # the others wait for its answer
+    async with client_of(fake) as client, anyio.create_task_group() as group:
+        for _ in range(10):
+            group.start_soon(client.get_status, rid)
+        await anyio.sleep(0.1)  # real time: the probe is held by the fault
+        assert len(fake.api_requests) == 1  # the others wait for its answer
     assert fake.calls["GET /shorts/:id/status"] == 11  # the refused probe, then ten
+
+
+async def test_a_wait_past_a_spent_quota_is_logged_once_per_reset(
+    fake: FakeSsembleAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    rids = [fake.add_job(FakeJob(finishes_after=600)) for _ in range(5)]
+    fake.set_quota(remaining_hour=0, reset=fake.now() + dt.timedelta(minutes=19, seconds=30))
+    async with client_of(fake) as client:
+        results = [r async for r in client.wait_for_many(rids, timeout=3600)]
+    assert all(isinstance(r, ShortsRequest) for r in results)
+    waits = [r.getMessage() for r in caplog.records if "quota spent" in r.getMessage()]
+    assert len(waits) == 1, waits
+    assert re.fullmatch(r"quota spent; waiting until \d\d:\d\d UTC \(20 min\)", waits[0])
+
+
+def test_a_quota_url_is_never_repeated_in_the_error() -> None:
+    for url in ("user:secret@somewhere", "redis://:secret@127.0.0.1:6379/0"):
+        with pytest.raises(ConfigurationError) as info:
+            Client("sk_ssemble_x", quota_url=url)
+        assert "secret" not in str(info.value)
