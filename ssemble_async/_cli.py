@@ -60,9 +60,10 @@ from ssemble_async._errors import (
     RateLimitError,
     SsembleError,
 )
-from ssemble_async._governor import PAST_DEADLINE
+from ssemble_async._governor import PAST_DEADLINE, LocalGovernor
 from ssemble_async._models import GameVideo, MemeHook, MusicTrack, RequestStatus, ShortsRequest
 from ssemble_async._pipeline import DownloadStream
+from ssemble_async._quota import QuotaBudget
 from ssemble_async._ratelimit import RateLimit
 from ssemble_async._version import __version__
 
@@ -1041,14 +1042,21 @@ def quota_error_line(error: RateLimitError, args: argparse.Namespace | None) -> 
     return f"{told}: {again}, or {_wait_advice(args)}"
 
 
-def _check_saved_quota(args: argparse.Namespace, path: Path | None) -> None:
-    """Stop before any call when a recent run saw the hour's quota spent and we will not wait."""
-    if path is None or args.command == "quota" or _quota_choice(args):
+def _check_saved_quota(args: argparse.Namespace, path: Path | None, client: Client) -> None:
+    """Act on a recent run having seen the hour's quota spent, before any call: stop when
+    this one will not wait; else start the client's budget from it (no probe is refused)."""
+    if path is None or args.command == "quota":
         return
     saved = load_quota(path)
     now = _utcnow()
-    if saved is not None and saved.spent_until(now) is not None:
+    until = None if saved is None else saved.spent_until(now)
+    if saved is None or until is None:
+        return
+    if not _quota_choice(args):
         raise KnownSpent(saved, now)
+    governor = client.quota_governor
+    if isinstance(governor, LocalGovernor):
+        governor.seed(QuotaBudget(limit=saved.limit_hour, remaining=0, reset=until, estimated=True))
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -1325,7 +1333,7 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
     client = _client(args)
     path = _quota_file(args, client)
     async with client:
-        _check_saved_quota(args, path)
+        _check_saved_quota(args, path, client)
         try:
             code: int = await args.run(client, args, out)
         finally:

@@ -89,6 +89,16 @@ class LocalGovernor:
         """The budget as known now."""
         return self._budget
 
+    def seed(self, budget: QuotaBudget) -> None:
+        """Start from what an earlier run knew, before any answer of this one.
+
+        ``budget`` should be marked ``estimated``: the first answer replaces its count. Once
+        an answer has told the figures, a seed changes nothing.
+        """
+        if not self._budget.known and not self._budget.in_flight:
+            self._budget = budget
+            self._notify()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()

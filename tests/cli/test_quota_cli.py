@@ -522,3 +522,20 @@ async def test_a_supported_quota_url_works(fake_ssemble: FakeSsembleAPI, url: st
     env = environment(fake_ssemble, SSEMBLE_QUOTA_URL="redis://127.0.0.1/0")
     flag_first = await ssemble("templates", "-q", "--quota-url", url, env=env)
     assert flag_first.code == 0, flag_first.err
+
+
+async def test_a_waiting_run_after_a_spent_one_sends_nothing_refused(
+    fake_ssemble: FakeSsembleAPI,
+) -> None:
+    rid = completed_job(fake_ssemble)
+    spend_quota_briefly(fake_ssemble, seconds=3.0)
+    with anyio.fail_after(30):
+        first = await ssemble("status", rid, fake=fake_ssemble)  # does not wait: learns it
+        assert first.code == 1
+        refused = sum(fake_ssemble.rate_limited.values())
+        assert refused == 1
+        second = await ssemble("wait", rid, "--poll-interval", "0.5", fake=fake_ssemble)
+    assert second.code == 0, second.err
+    # the saved figures started its budget: it waited for the reset without a refused probe
+    assert sum(fake_ssemble.rate_limited.values()) == refused
+    assert len(wait_notices(second)) == 1
