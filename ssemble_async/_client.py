@@ -580,6 +580,10 @@ class Client:
                 if isinstance(result, ShortsRequest):
                     print(result.request_id, len(result.shorts))
 
+        Leaving the loop early ends the wait for the ids not yielded yet once the iterator
+        is closed (at once with ``async with contextlib.aclosing(...)``; else when it is
+        garbage-collected): until then they still count in the watcher's budget.
+
         Args:
             requests: request ids, or :class:`ShortsRequest` objects (a completed one is
                 yielded at once; another is watched from the status it carries).
