@@ -11,11 +11,14 @@ per unfinished job, evenly until the reset; it never polls slower than one round
 
 For each it prints the calls by endpoint (list, get, status, other), the total, the 429s,
 the requests that did not end well, the virtual minutes until the last job was returned,
-the mean detection latency (from a job's finish to the moment it was returned: a wait
-returning, ``wait_for_many`` yielding it, or its first clip outcome of a download), the
-mean interval between polling rounds, and the ratio of the SDK's calls to the reference's.
-The last lines hold the targets of issue 9 and whether each is met; "one round" of the
-latency target is the reference's mean round in the same scenario.
+the mean detection latency (from a job's finish to the moment it was first reported
+finished: a progress report of a wait; downloads report nothing before their clips), the
+mean return latency (to the moment it was returned: a wait returning, ``wait_for_many``
+yielding it, or the first clip outcome of a download), the mean interval between polling
+rounds, and the ratio of the SDK's calls to the reference's. The last lines hold the targets
+of issue 9 and whether each is met; "one round" of the latency target is the interval of the
+round that saw each job finished (from the round before it): a job missed by a round, or
+seen late, breaks it.
 
 The scenarios: 1 job; 20 jobs through ``gather(wait_for_completion)``; 20 through
 ``download_many(wait=True)``; 20 through the CLI's path (``download --wait``: the quota
@@ -35,6 +38,7 @@ file write, a transfer, a loopback call) was under way.
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import logging
 import random
@@ -152,6 +156,7 @@ class Measure:
     minutes: float
     latency: float | None  # mean seconds, None when no job finished on the clock
     detection: float | None  # mean seconds from a finish to the moment it was seen
+    catching: float | None  # mean interval of the rounds that saw the jobs finished
     round: float | None  # mean seconds between polling rounds
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -400,6 +405,12 @@ def rounds_of(log: CallLog) -> list[float]:
     return [t for i, t in enumerate(polls) if i == 0 or t - polls[i - 1] > ROUND_GAP]
 
 
+def catching_round(rounds: list[float], seen: float) -> float | None:
+    """The interval of the round that saw a job finished: from the round before it."""
+    index = bisect.bisect_right(rounds, seen + ROUND_GAP) - 1
+    return rounds[index] - rounds[index - 1] if index >= 1 else None
+
+
 def mean_gap(times: list[float]) -> float | None:
     return (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
 
@@ -411,6 +422,9 @@ def summarize(scenario: Scenario, run: Run, notes: Notes, error: str | None) -> 
     missing = set() if scenario.rerun else set(run.finishes) - set(run.returned)
     latencies = [run.returned[r] - run.finishes[r] for r in run.returned]
     detections = [run.detected[r] - run.finishes[r] for r in run.detected]
+    rounds = run.rounds or rounds_of(run.log)
+    caught = (catching_round(rounds, seen) for seen in run.detected.values())
+    gaps = [gap for gap in caught if gap is not None]
     timed = scenario.timed and bool(latencies)
     failures = [f"{rid}: {why}" for rid, why in run.failed.items()]
     failures += [f"{rid}: never returned" for rid in sorted(missing)]
@@ -421,7 +435,8 @@ def summarize(scenario: Scenario, run: Run, notes: Notes, error: str | None) -> 
         minutes=(end - run.started) / 60,
         latency=sum(latencies) / len(latencies) if timed else None,
         detection=sum(detections) / len(detections) if timed and detections else None,
-        round=mean_gap(run.rounds or rounds_of(run.log)) if timed else None,
+        catching=sum(gaps) / len(gaps) if timed and gaps else None,
+        round=mean_gap(rounds) if timed else None,
         error=error,
         notes=[
             *(f"{n} x {message}" for message, n in notes.seen.most_common(3)),
@@ -576,9 +591,9 @@ def targets(results: list[tuple[Scenario, Measure, Measure]], *, quick: bool) ->
     big = [o for s, o, _ in results if s.jobs >= 120]
     big_ok = all(not o.error and not o.failed and o.minutes <= 65 for o in big)
     slow = [
-        f"{s.title} {o.detection:.0f} s > {o.round:.0f} s"
+        f"{s.title} {o.detection:.0f} s > {o.catching:.0f} s"
         for s, o, _ in results
-        if o.detection is not None and o.round is not None and o.detection > o.round
+        if o.detection is not None and o.catching is not None and o.detection > o.catching
     ]
     cli = [o for s, o, _ in results if s.cli]
     cli_failed = sum(o.failed for o in cli)
@@ -591,7 +606,11 @@ def targets(results: list[tuple[Scenario, Measure, Measure]], *, quick: bool) ->
             big_ok if big else None,
             ", ".join(f"{o.minutes:.1f} min, {o.failed} failed" for o in big),
         ),
-        ("mean detection latency <= one round (its own)", not slow, "; ".join(slow)),
+        (
+            "mean detection latency <= one round (the rounds that saw the jobs end)",
+            not slow,
+            "; ".join(slow),
+        ),
         (
             "the CLI path (--wait) fails no request",
             cli_failed == 0 if cli else None,

@@ -352,7 +352,11 @@ def round_interval(
         return growth
     spare = available - owed - policy.reserve - URGENT_RESERVE
     # (a second's doubt about the reset must not add a round)
-    slowest = min(math.ceil((until - 2) / SLOWEST_ROUND), (available - URGENT_RESERVE) // 2)
+    usable = available - URGENT_RESERVE
+    # more jobs owed than calls left: the final reads cannot all come before the reset
+    # anyway, so rounds may use what is left; else half of it, the rest for final reads
+    share = usable if owed > available else usable // 2
+    slowest = min(math.ceil((until - 2) / SLOWEST_ROUND), share)
     spare = max(spare, slowest)
     if spare < 1 or until / spare >= until - RESET_MARGIN:
         # the next round is for the new window: one margin after the reset, not at it
