@@ -347,6 +347,53 @@ class NoticeHandler(logging.Handler):
 # -- commands -------------------------------------------------------------------------------
 
 
+async def run_listen(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """Serve the webhook receiver until interrupted; one line per job handled."""
+    from aiohttp import web  # noqa: PLC0415 - the server stack only for this command
+
+    from ssemble_async.webhooks import WebhookOutcome, webhook_app  # noqa: PLC0415
+
+    def report(outcome: WebhookOutcome) -> None:
+        counts = {} if outcome.report is None else outcome.report.counts()
+        counts = {state: n for state, n in counts.items() if n}
+        line = {
+            "request_id": outcome.request_id,
+            "status": outcome.status.value,
+            "source": outcome.source,
+            "counts": {state.value: count for state, count in counts.items()},
+            "error": None if outcome.error is None else out.describe_error(outcome.error),
+        }
+        if out.as_json:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        elif not out.quiet:
+            done = ", ".join(f"{n} {state.value}" for state, n in counts.items()) or "no clips"
+            problem = f" ({line['error']})" if line["error"] else ""
+            print(f"{outcome.request_id} {outcome.status.value}: {done}{problem}", flush=True)
+
+    app = webhook_app(
+        client, dest=Path(args.output), on_outcome=report, path=args.path, reconcile=True
+    )
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        url = f"http://{host}:{port}{args.path}"
+        if out.as_json:
+            print(json.dumps({"webhook_url": url}), flush=True)
+        else:
+            print(url, flush=True)
+            if not out.quiet:
+                notices.say(f"listening; downloads go to {args.output}; Ctrl-C stops")
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()  # stops the receiver: running downloads stay resumable
+    return EXIT_OK
+
+
 async def run_download(client: Client, args: argparse.Namespace, out: Output) -> int:
     return await download_with_display(
         client,
@@ -1120,6 +1167,24 @@ def _add_poll_interval(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def _url_path(text: str) -> str:
+    if not text.startswith("/") or any(c in text for c in "?# "):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a URL path: it starts with / and has no ?, # or space"
+        )
+    return text
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -1270,6 +1335,27 @@ def build_parser() -> argparse.ArgumentParser:
         " GET /templates)",
     )
     quota.set_defaults(run=run_quota)
+
+    listen = command(
+        "listen",
+        "Receive Ssemble's webhook deliveries and download each finished job's clips (one"
+        " API call per job); prints first the URL to pass as --webhook-url. Jobs that ended"
+        " without a delivery while it ran are found too. Ctrl-C stops it (downloads cut"
+        " there resume on the next run).",
+        "ssemble listen --port 8787 -o clips/",
+    )
+    listen.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    listen.add_argument(
+        "--port", type=_port, default=8787, help="port (default: 8787; 0 for any free one)"
+    )
+    listen.add_argument(
+        "--path",
+        default="/ssemble/webhook",
+        type=_url_path,
+        help="route of the deliveries; put a secret token in it to keep strangers out",
+    )
+    listen.add_argument("--output", "-o", default=".", metavar="DIR", help="download folder")
+    listen.set_defaults(run=run_listen)
 
     command("templates", "List the caption templates.", "ssemble templates").set_defaults(
         run=run_templates

@@ -37,12 +37,15 @@ from ssemble_async._models import (
     Short,
     ShortsRequest,
     Template,
+    WebhookEvent,
+    WebhookShort,
 )
 from ssemble_async._ratelimit import parse_timestamp
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_PAGES",
+    "MAX_WEBHOOK_BYTES",
     "Page",
     "PageStep",
     "converter",
@@ -51,6 +54,7 @@ __all__ = [
     "parse_shorts_request",
     "parse_status",
     "parse_templates",
+    "parse_webhook",
     "step_after_page",
 ]
 
@@ -86,6 +90,11 @@ _ALIASES: dict[type[Any], dict[str, tuple[str, ...]]] = {
     Template: {"preview": ("preview", "previewUrl", "thumbnail")},
     GameVideo: {"preview": ("preview", "previewUrl"), "video_duration": ("video_duration",)},
     MemeHook: {"preview": ("preview", "previewUrl"), "video_duration": ("video_duration",)},
+    WebhookShort: {
+        "video_url": ("video_url", "videoUrl"),
+        "viral_score": ("viral_score", "viralScore"),
+    },
+    WebhookEvent: {"request_id": _ID_KEYS, "status_raw": ("status",)},
     Pagination: {
         "page": ("page", "currentPage"),
         "limit": ("limit", "itemsPerPage"),
@@ -472,3 +481,62 @@ _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 def is_hex24(value: str) -> bool:
     """True when ``value`` is exactly 24 hexadecimal characters."""
     return _HEX24.fullmatch(value) is not None
+
+
+#: The largest webhook body accepted (a delivery lists a few reduced clips).
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+def parse_webhook(body: bytes) -> WebhookEvent:
+    """Parse one webhook delivery (section 2.10 of the API reference).
+
+    Accepts the id as ``requestId`` (or ``_id``/``id``), ``data.shorts[]`` of reduced clips
+    and ``data.failureReason``; unknown fields are kept in ``extra`` (the other ``data``
+    fields under ``extra["data"]``).
+
+    Raises:
+        ResponseValidationError: the body is too large, not JSON, not an object, has no
+            24-hex request id or no ``event`` string, or a field of the wrong type.
+    """
+    what = "webhook delivery"
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise ResponseValidationError(
+            f"{what}: the body is {len(body)} bytes, over the {MAX_WEBHOOK_BYTES}-byte cap",
+            status=413,
+        )
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseValidationError(
+            f"{what}: the body is not JSON ({exc.__class__.__name__}): {snippet_of(body)!r}",
+            status=400,
+            snippet=snippet_of(body),
+        ) from None
+    if not isinstance(payload, Mapping):
+        raise ResponseValidationError(
+            f"{what}: expected a JSON object, got {snippet_of(body)!r}",
+            status=400,
+            snippet=snippet_of(body),
+        )
+    data = payload.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ResponseValidationError(
+            f"{what}: 'data' must be an object, got {snippet_of(body)!r}",
+            status=400,
+            snippet=snippet_of(body),
+        )
+    flat = {k: v for k, v in payload.items() if k != "data"}
+    data = dict(data or {})
+    for key in ("shorts", "failureReason"):
+        if key in data:
+            flat[key] = data.pop(key)
+    if data:
+        flat["data"] = data
+    event = _structure(flat, WebhookEvent, what, 400, body)
+    if not is_hex24(event.request_id):
+        raise ResponseValidationError(
+            f"{what}: the request id {event.request_id[:40]!r} is not 24 hexadecimal characters",
+            status=400,
+            snippet=snippet_of(body),
+        )
+    return attrs.evolve(event, request_id=event.request_id.lower())

@@ -412,3 +412,50 @@ class Pagination:
     total_pages: int | None = None
     total_count: int | None = None
     has_more: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WebhookShort:
+    """A clip as a webhook delivery describes it (reduced: confirm with ``GET /shorts/:id``).
+
+    Attributes:
+        id: the clip id.
+        title: its title.
+        video_url: temporary link to the MP4, when sent.
+        duration: seconds.
+        viral_score: as sent; the webhook documentation gives it on a 0-10 scale (the
+            request read with ``GET /shorts/:id`` gives 0-100).
+        extra: unmodelled fields, kept as sent.
+    """
+
+    id: str
+    title: str = ""
+    video_url: str | None = attrs.field(default=None, converter=_none_if_empty)
+    duration: float | None = None
+    viral_score: float | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEvent:
+    """One webhook delivery: a job ended (unsigned: a hint to confirm, never proof).
+
+    Attributes:
+        event: ``shorts.completed`` or ``shorts.failed`` (an open string).
+        request_id: the request id, lower-cased.
+        status: the state the delivery reports.
+        status_raw: the status word exactly as sent.
+        timestamp: when the event happened, when sent.
+        shorts: the reduced clips of ``data.shorts`` (completed events).
+        failure_reason: ``data.failureReason`` (failed events).
+        extra: every other field of the payload (``data`` fields under ``"data"``), as sent.
+    """
+
+    event: str
+    request_id: str
+    status: RequestState = RequestState.UNKNOWN
+    status_raw: str = ""
+    timestamp: dt.datetime | None = None
+    shorts: tuple[WebhookShort, ...] = ()
+    failure_reason: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)

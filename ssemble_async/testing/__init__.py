@@ -17,8 +17,11 @@ at a time, or by the clock (``seconds_per_step``, ``finishes_after``), and ends
 ``completed``, ``failed`` or ``cancelled``. Clips can be error clips or recompiling ones
 whose URL changes. :class:`ApiFault` and :class:`ClipFault` inject proxy errors, slow
 answers, stalled or dropped downloads; :meth:`FakeSsembleAPI.set_quota` and the
-``quota_window`` argument script the rate-limit headers and 429s. Every request either
-server received is recorded, and :attr:`FakeSsembleAPI.calls` and
+``quota_window`` argument script the rate-limit headers and 429s. A job created with a
+``webhookUrl`` (or a :class:`FakeJob` with ``webhook_url``) gets its webhook POSTed when it
+ends, with the real service's retries; every attempt is recorded as a
+:class:`WebhookDelivery`, and :class:`WebhookFault` loses, duplicates or delays deliveries.
+Every request either server received is recorded, and :attr:`FakeSsembleAPI.calls` and
 :attr:`FakeSsembleAPI.rate_limited` count them by endpoint.
 
 The fake keeps time by the SDK's clock: under ``ssemble_async.instant_waits()`` its quota
@@ -29,7 +32,7 @@ With pytest, the ``fake_ssemble`` fixture (registered by this package's pytest p
 yields a started :class:`FakeSsembleAPI` to ``anyio``-marked tests.
 """
 
-from ._fake import FakeSsembleAPI
+from ._fake import WEBHOOK_USER_AGENT, FakeSsembleAPI
 from ._mp4 import make_mp4
 from ._scenario import (
     ApiFault,
@@ -39,9 +42,12 @@ from ._scenario import (
     FakeJob,
     JobState,
     RecordedRequest,
+    WebhookDelivery,
+    WebhookFault,
 )
 
 __all__ = [
+    "WEBHOOK_USER_AGENT",
     "ApiFault",
     "ClipFault",
     "ClipState",
@@ -50,5 +56,7 @@ __all__ = [
     "FakeSsembleAPI",
     "JobState",
     "RecordedRequest",
+    "WebhookDelivery",
+    "WebhookFault",
     "make_mp4",
 ]

@@ -11,13 +11,15 @@ import socket
 import string
 import struct
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Literal, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit
 
+import aiohttp
+import anyio
 import attrs
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -34,10 +36,15 @@ from ._scenario import (
     FakeJob,
     JobState,
     RecordedRequest,
+    WebhookDelivery,
+    WebhookFault,
     new_request_id,
 )
 
-__all__ = ["FakeSsembleAPI"]
+__all__ = ["WEBHOOK_USER_AGENT", "FakeSsembleAPI"]
+
+WEBHOOK_USER_AGENT = "Ssemble-Webhooks/1.0"
+"""``User-Agent`` header of the fake's webhook deliveries."""
 
 _PREFIX = "/api/v1"
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
@@ -63,7 +70,11 @@ _NO_SUCH_KEY = (
     b"<Message>The specified key does not exist.</Message></Error>"
 )
 
-_FaultT = TypeVar("_FaultT", ApiFault, ClipFault)
+#: Waits (package clock) before each attempt of one webhook delivery: at once, 1 s, 3 s.
+_WEBHOOK_WAITS = (0.0, 1.0, 3.0)
+_WEBHOOK_TIMEOUT = 10.0  # seconds (real time) for each attempt
+
+_FaultT = TypeVar("_FaultT", ApiFault, ClipFault, WebhookFault)
 _ItemT = TypeVar("_ItemT")
 
 
@@ -174,6 +185,9 @@ def _validate_create(body: object) -> dict[str, Any]:
         raise _invalid("templateId does not match any template", "templateId")
     if body.get("ctaEnabled") and not body.get("ctaText"):
         raise _invalid("ctaText is required when ctaEnabled is true", "ctaText")
+    webhook_url = body.get("webhookUrl")
+    if webhook_url is not None and not _is_http_url(webhook_url):
+        raise _invalid("webhookUrl must be an http:// or https:// URL", "webhookUrl")
     if len(body.get("ctaText", "")) > 200:
         raise _invalid("ctaText must be at most 200 characters", "ctaText")
     volume = body.get("musicVolume", 10)
@@ -183,6 +197,14 @@ def _validate_create(body: object) -> dict[str, Any]:
         if field in body and body[field] not in allowed:
             raise _invalid(f"{field} must be one of: {', '.join(allowed)}", field)
     return body
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int]:
@@ -272,6 +294,21 @@ class FakeSsembleAPI:
     daily count never resets by itself. Every authenticated request that no fault answers
     spends one of each; with either at 0 the fake answers ``429 rate_limit_exceeded``.
 
+    Webhooks are delivered as the real service does (API reference, section 2.10): a job
+    with a webhook URL (``webhookUrl`` in the create body, or :attr:`FakeJob.webhook_url`)
+    that ends ``completed`` or ``failed`` gets a ``POST`` of the documented JSON payload
+    (``event``, ``requestId``, ``status``, ``timestamp``, ``data``) to that URL; a
+    cancelled job gets none. A read-driven job's delivery starts at the read that ends it
+    (the read's answer does not wait for it), a time-driven job's at its end on the fake's
+    clock even if nobody reads it (a background task of the running fake watches the
+    clock). A delivery makes up to 3 attempts, at once, 1 s and then 3 s later on the
+    package clock, each with a 10 s (real time) timeout, until one gets a 2xx. Each
+    attempt is recorded in :attr:`webhook_deliveries`; :meth:`deliveries_settled` waits
+    for the deliveries under way; :meth:`inject_webhook_fault` loses, duplicates or
+    delays them; :meth:`forge_webhook` and :meth:`send_webhook` send payloads of one's
+    own. Deliveries carry ``Content-Type: application/json`` and
+    ``User-Agent: Ssemble-Webhooks/1.0``, and never the API key.
+
     Args:
         api_key: The only key accepted; a random valid-looking key when None.
         hourly_limit: ``X-RateLimit-Limit-Hour`` and the hourly quota.
@@ -327,6 +364,8 @@ class FakeSsembleAPI:
             handed over, so the count is never behind what a client has read. A test
             compares two snapshots to learn how many bytes a download fetched, e.g. that a
             resume fetched only what was missing.
+        webhook_deliveries: Every webhook attempt the fake made, in order (see
+            :class:`WebhookDelivery`).
     """
 
     def __init__(
@@ -376,6 +415,14 @@ class FakeSsembleAPI:
         self._last_created = datetime.min.replace(tzinfo=timezone.utc)
         self._runners: dict[Literal["api", "clip"], web.AppRunner] = {}
         self._urls: tuple[str, str] | None = None
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._webhook_faults: list[WebhookFault] = []
+        self._webhook_session: aiohttp.ClientSession | None = None
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhook_errors: list[BaseException] = []
+        self._webhook_pending = 0
+        self._webhook_idle: anyio.Event | None = None
+        self._webhook_wake: anyio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -391,12 +438,30 @@ class FakeSsembleAPI:
             api_root = await self._serve("api", self._ports[0])
             clip_root = await self._serve("clip", self._ports[1])
             self._urls = (api_root + _PREFIX, clip_root)
+            self._webhook_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=_WEBHOOK_TIMEOUT)
+            )
+            self._webhook_idle = anyio.Event()
+            self._webhook_idle.set()
+            self._spawn(self._webhook_scheduler(), delivery=False)
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        """Stop both servers. Calling it again does nothing."""
+        """Stop both servers and every webhook delivery under way. Calling it again does nothing.
+
+        Deliveries not finished are cancelled (and awaited); no task of the fake is left.
+        """
+        tasks = list(self._webhook_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._webhook_wake = None
+        if self._webhook_session is not None:
+            session, self._webhook_session = self._webhook_session, None
+            await session.close()
         self._urls = None
         while self._runners:
             await self._runners.popitem()[1].cleanup()
@@ -491,6 +556,8 @@ class FakeSsembleAPI:
         self.jobs[job.request_id] = JobState(
             job=job, clips=clips, created_at=now, updated_at=now, clock=self._now
         )
+        if job.webhook_url is not None and self._webhook_wake is not None:
+            self._webhook_wake.set()  # the scheduler looks at the new job
         return job.request_id
 
     def inject_api_fault(self, fault: ApiFault) -> None:
@@ -508,6 +575,103 @@ class FakeSsembleAPI:
     def clear_clip_faults(self) -> None:
         """Drop every injected clip fault that has not been used up yet."""
         self._clip_faults.clear()
+
+    def inject_webhook_fault(self, fault: WebhookFault) -> None:
+        """Disturb the next ``fault.times`` matching webhook deliveries as ``fault`` says."""
+        self._webhook_faults.append(fault)
+
+    def clear_webhook_faults(self) -> None:
+        """Drop every injected webhook fault that has not been used up yet."""
+        self._webhook_faults.clear()
+
+    async def deliveries_settled(self, *, timeout: float = 600.0) -> None:  # noqa: ASYNC109
+        """Wait until no webhook delivery is under way (retries and copies included).
+
+        Jobs whose end has passed on the fake's clock are dispatched first, so a delivery
+        due now counts as under way. A time-driven job that has not reached its end yet
+        is not waited for: sleep on the package clock until then.
+
+        Args:
+            timeout: Seconds on the package clock (virtual under ``instant_waits()``).
+
+        Raises:
+            TimeoutError: If deliveries are still under way after ``timeout`` seconds.
+            RuntimeError: If a webhook task of the fake crashed (a bug of the fake).
+        """
+        deadline = _clock.monotonic() + timeout
+        self._dispatch_due()
+        while self._webhook_pending and self._webhook_idle is not None:
+            if not await _clock.wait_event(self._webhook_idle, deadline):
+                raise TimeoutError(f"webhook deliveries still under way after {timeout:g} s")
+        if self._webhook_errors:
+            raise RuntimeError("a webhook task of the fake crashed") from self._webhook_errors[0]
+
+    async def send_webhook(self, url: str, payload: Mapping[str, Any]) -> int | None:
+        """POST ``payload`` to ``url`` once, as a webhook delivery, and return the status.
+
+        The attempt is recorded in :attr:`webhook_deliveries` with ``forged=True``; no
+        retry and no :class:`WebhookFault` applies. None: no answer (refused, timeout).
+
+        Raises:
+            RuntimeError: If the fake is not running.
+        """
+        record = await self._post_webhook(url, dict(payload), attempt=1, copy=0, forged=True)
+        return record.status
+
+    async def forge_webhook(
+        self,
+        url: str,
+        *,
+        request_id: str | None = None,
+        event: str = "shorts.completed",
+        failure_reason: str = "Processing failed",
+    ) -> int | None:
+        """Send a forged delivery, in the documented shape, for a job the fake does not have.
+
+        Args:
+            url: The receiver.
+            request_id: The payload's ``requestId``; a fresh ID no job has when None.
+            event: ``shorts.completed`` (three reduced clips whose URLs answer 404) or
+                ``shorts.failed`` (with ``failure_reason``); ``status`` is the part after
+                ``shorts.``.
+            failure_reason: ``data.failureReason`` of a ``shorts.failed`` event.
+
+        Returns:
+            The receiver's status, or None when it did not answer. The attempt is
+            recorded as :meth:`send_webhook` records it.
+
+        Raises:
+            RuntimeError: If the fake is not running.
+        """
+        if request_id is None:
+            request_id = new_request_id()
+            while request_id in self.jobs:
+                request_id = new_request_id()
+        data: dict[str, Any]
+        if event == "shorts.completed":
+            clip_root = self.clip_base_url
+            data = {
+                "shorts": [
+                    {
+                        "id": clip.clip_id,
+                        "title": clip.title,
+                        "video_url": f"{clip_root}/{secrets.token_hex(10)}/{clip.clip_id}.mp4",
+                        "duration": clip.duration,
+                        "viral_score": clip.viral_score / 10,
+                    }
+                    for clip in FakeJob().clips
+                ]
+            }
+        else:
+            data = {"failureReason": failure_reason}
+        payload = {
+            "event": event,
+            "requestId": request_id,
+            "status": event.removeprefix("shorts."),
+            "timestamp": _iso(self._now()),
+            "data": data,
+        }
+        return await self.send_webhook(url, payload)
 
     def reset_counters(self) -> None:
         """Clear :attr:`calls` and :attr:`rate_limited` (the recorded requests stay)."""
@@ -688,6 +852,7 @@ class FakeSsembleAPI:
         except web.HTTPException as exc:  # no such route or method
             code = "resource_not_found" if exc.status == 404 else "invalid_request"
             response = _ApiError(exc.status, code, exc.reason).response()
+        self._dispatch_due()  # a read may have ended a job: start its webhook (in a task)
         response.headers.update(self._rate_headers())
         response.headers.setdefault("Date", self._http_date())
         return response
@@ -800,6 +965,7 @@ class FakeSsembleAPI:
             caption_language=body.get("captionLanguage", ""),
             preferred_length=body.get("preferredLength", template.preferred_length),
             template=template_slug(template_id or "") or template.template,
+            webhook_url=body.get("webhookUrl"),
         )
         request_id = self.add_job(job)
         self.jobs[request_id].create_body = body
@@ -957,6 +1123,153 @@ class FakeSsembleAPI:
         if self.delete_style == "204":
             return web.Response(status=204)
         return _data({"message": "Request successfully deleted"})
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, delivery: bool) -> None:
+        """Run ``coro`` in a task of the fake, cancelled and awaited by :meth:`close`."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._webhook_tasks.add(task)
+        if delivery:
+            self._webhook_pending += 1
+            if self._webhook_idle is not None and self._webhook_idle.is_set():
+                self._webhook_idle = anyio.Event()
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._webhook_tasks.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self._webhook_errors.append(exc)
+            if delivery:
+                self._webhook_pending -= 1
+                if not self._webhook_pending and self._webhook_idle is not None:
+                    self._webhook_idle.set()
+
+        task.add_done_callback(done)
+
+    async def _webhook_scheduler(self) -> None:
+        """Start the deliveries of jobs that end, waking at each time-driven job's end."""
+        while True:
+            wake = self._webhook_wake = anyio.Event()
+            self._dispatch_due()
+            ends = [
+                state.step_reached_at(len(state.job.steps))
+                for state in self.jobs.values()
+                if state.job.webhook_url is not None
+                and state.job.time_driven
+                and not state.webhook_dispatched
+            ]
+            deadline = None
+            if ends:
+                deadline = _clock.monotonic() + (min(ends) - self._now()).total_seconds()
+            await _clock.wait_event(wake, deadline)
+
+    def _take_webhook_fault(self, request_id: str) -> WebhookFault | None:
+        return _take_fault(
+            self._webhook_faults, lambda f: f.request_id is None or f.request_id == request_id
+        )
+
+    def _dispatch_due(self) -> None:
+        """Start the delivery of every job with a webhook URL that reached its outcome."""
+        if self._webhook_session is None:
+            return
+        now = self._now()
+        for state in list(self.jobs.values()):
+            url = state.job.webhook_url
+            if url is None or state.webhook_dispatched:
+                continue
+            state.sync_clock(now)
+            if not state.finished:
+                continue
+            state.webhook_dispatched = True
+            if state.job.outcome == "cancelled":  # the reference has no event for it
+                continue
+            fault = self._take_webhook_fault(state.job.request_id)
+            if fault is not None and fault.lost:
+                continue
+            self._spawn(self._deliver(url, self._webhook_payload(state), fault), delivery=True)
+
+    def _webhook_payload(self, state: JobState) -> dict[str, Any]:
+        job = state.job
+        data: dict[str, Any]
+        if job.outcome == "completed":
+            data = {
+                "shorts": [
+                    {
+                        "id": clip.clip.clip_id,
+                        "title": clip.clip.title,
+                        "video_url": self._clip_url(clip),
+                        "duration": clip.clip.duration,
+                        "viral_score": clip.clip.viral_score / 10,  # 0-10 in webhooks
+                    }
+                    for clip in state.clips.values()
+                ]
+            }
+        else:
+            data = {"failureReason": job.failure_reason}
+        return {
+            "event": f"shorts.{job.outcome}",
+            "requestId": job.request_id,
+            "status": job.outcome,
+            "timestamp": _iso(state.updated_at),
+            "data": data,
+        }
+
+    async def _deliver(self, url: str, payload: dict[str, Any], fault: WebhookFault | None) -> None:
+        """One delivery: up to 3 attempts until a 2xx, repeated as a fault says."""
+        copies, gap = (1 + fault.duplicate, fault.duplicate_after) if fault else (1, 0.0)
+        if fault is not None and fault.delay:
+            await _clock.sleep(fault.delay)
+        for copy in range(copies):
+            if copy:
+                await _clock.sleep(gap)
+            for attempt, wait in enumerate(_WEBHOOK_WAITS, start=1):
+                if wait:
+                    await _clock.sleep(wait)
+                record = await self._post_webhook(url, payload, attempt=attempt, copy=copy)
+                if record.acknowledged:
+                    break
+
+    async def _post_webhook(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        attempt: int,
+        copy: int,
+        forged: bool = False,
+    ) -> WebhookDelivery:
+        """Make one attempt and record it."""
+        session = self._webhook_session
+        if session is None:
+            raise RuntimeError("FakeSsembleAPI is not running; use `async with` or start()")
+        at = self._now()
+        status: int | None = None
+        error: str | None = None
+        headers = {"Content-Type": "application/json", "User-Agent": WEBHOOK_USER_AGENT}
+        try:
+            # A real exchange: the virtual clock must not jump while it is under way.
+            with _clock.real_work():
+                async with session.post(
+                    url, data=json.dumps(payload).encode(), headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        record = WebhookDelivery(
+            request_id=str(payload.get("requestId", "")),
+            url=url,
+            event=str(payload.get("event", "")),
+            attempt=attempt,
+            status=status,
+            payload=payload,
+            at=at,
+            copy=copy,
+            forged=forged,
+            error=error,
+        )
+        self.webhook_deliveries.append(record)
+        return record
 
     # -- clip host -----------------------------------------------------------------------
 

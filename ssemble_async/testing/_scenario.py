@@ -22,6 +22,8 @@ __all__ = [
     "FakeJob",
     "JobState",
     "RecordedRequest",
+    "WebhookDelivery",
+    "WebhookFault",
 ]
 
 Outcome = Literal["completed", "failed", "cancelled"]
@@ -181,6 +183,10 @@ class FakeJob:
         project_id: Sent as ``projectId``.
         sentences: ``(start, end, text)`` of the transcript shown once completed.
         status_word_completed: Status word of a completed job, e.g. ``TASK_COMPLETE``.
+        webhook_url: Where the fake POSTs the job's webhook when the job ends (see
+            :class:`WebhookDelivery`); None sends none. A job made by
+            ``POST /shorts/create`` takes the body's ``webhookUrl`` (the ``auto_job``
+            template's is not used).
 
     Raises:
         ValueError: If both ``seconds_per_step`` and ``finishes_after`` are set, or
@@ -217,6 +223,7 @@ class FakeJob:
     project_id: str | None = None
     sentences: Sequence[tuple[float, float, str]] = attrs.field(factory=_default_sentences)
     status_word_completed: str = "completed"
+    webhook_url: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.finishes_after is not None:
@@ -386,6 +393,10 @@ class JobState:
         phase: Index into ``job.steps``; ``len(job.steps)`` once the outcome is reached.
         reads_on_phase: Reads served on the current phase.
         clock: The fake's clock (aware UTC); the SDK's ``utcnow`` by default.
+        webhook_dispatched: Whether the fake has dealt with the job's webhook: set when a
+            job with a webhook URL reaches its outcome and its delivery starts (or is
+            passed over: a cancelled job, a lost delivery). Never set for a job without
+            a webhook URL.
     """
 
     job: FakeJob
@@ -396,6 +407,7 @@ class JobState:
     phase: int = 0
     reads_on_phase: int = 0
     clock: Callable[[], datetime] = attrs.field(default=_sdk_now, repr=False)
+    webhook_dispatched: bool = False
 
     @property
     def finished(self) -> bool:
@@ -452,3 +464,65 @@ class JobState:
         if self.reads_on_phase >= self.job.reads_per_step:
             self.phase, self.reads_on_phase = self.phase + 1, 0
             self.updated_at = self.clock() if now is None else now
+
+
+@attrs.frozen(kw_only=True)
+class WebhookFault:
+    """A misbehaviour of the fake's webhook sender for the next matching job ends.
+
+    A fault is taken when a job with a webhook URL reaches its outcome (completed or
+    failed) and its delivery starts; deliveries sent with ``FakeSsembleAPI.send_webhook``
+    or ``forge_webhook`` never take one.
+
+    Attributes:
+        lost: Send nothing at all for the job (no attempt is made or recorded).
+        duplicate: Send the whole delivery (up to 3 attempts) this many extra times; each
+            copy starts ``duplicate_after`` seconds after the previous copy ended.
+        duplicate_after: Seconds (package clock) between the copies of a duplicated
+            delivery.
+        delay: Seconds (package clock) to wait before the first attempt.
+        request_id: Match only this job's delivery; None matches the next delivery.
+        times: How many matching deliveries get the fault.
+    """
+
+    lost: bool = False
+    duplicate: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    duplicate_after: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    request_id: str | None = None
+    times: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+
+
+@attrs.frozen(kw_only=True)
+class WebhookDelivery:
+    """One attempt of the fake to POST a webhook, as recorded in ``webhook_deliveries``.
+
+    Attributes:
+        request_id: The payload's ``requestId``.
+        url: Where it was POSTed.
+        event: The payload's ``event``: ``shorts.completed`` or ``shorts.failed``.
+        attempt: 1 to 3 within one delivery (one copy of a duplicated delivery).
+        status: The receiver's HTTP status; None when there was no answer (connection
+            refused or cut, timeout).
+        payload: The JSON body sent.
+        at: When the attempt started, on the fake's clock (aware UTC).
+        copy: 0 for the delivery itself, 1 to N for the copies of a duplicated one.
+        forged: True for a delivery sent by ``send_webhook`` or ``forge_webhook``.
+        error: What went wrong when there was no answer, else None.
+    """
+
+    request_id: str
+    url: str
+    event: str
+    attempt: int
+    status: int | None
+    payload: Mapping[str, Any]
+    at: datetime
+    copy: int = 0
+    forged: bool = False
+    error: str | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the receiver answered with a 2xx."""
+        return self.status is not None and 200 <= self.status < 300

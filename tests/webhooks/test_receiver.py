@@ -1,0 +1,363 @@
+"""webhook_app against real servers on 127.0.0.1: the receiver, the fake API, its clip host.
+
+Deliveries are POSTed here with aiohttp as Ssemble would (or forged); the receiver confirms
+each id with the fake and downloads into a real folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from ssemble_async import Client, RequestState, RetryPolicy, ShortsRequest, _clock
+from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
+from ssemble_async.webhooks import (
+    WebhookOutcome,
+    WebhookReceiver,
+    handled,
+    parse_webhook,
+    webhook_app,
+)
+
+pytestmark = pytest.mark.anyio
+
+RETRY = RetryPolicy(attempts=3, initial_wait=0.1, max_wait=1, jitter=0)
+
+
+class Receiver:
+    """A webhook_app served on a free loopback port, with the outcomes it reported."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[WebhookOutcome] = []
+        self.url = ""
+        self._changed: anyio.Event | None = None
+
+    def record(self, outcome: WebhookOutcome) -> None:
+        """The app's ``on_outcome``."""
+        self.outcomes.append(outcome)
+        if self._changed is not None:
+            self._changed.set()
+
+    async def post(
+        self, payload: Any, *, content_type: str = "application/json", raw: bytes | None = None
+    ) -> int:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url, data=body, headers={"Content-Type": content_type}) as answer,
+        ):
+            return answer.status
+
+    async def settle(self, count: int, seconds: float = 20) -> None:
+        """Wait (real time, bounded) until ``count`` request ids were handled."""
+        with anyio.fail_after(seconds):
+            while len(self.outcomes) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+
+
+async def wait_for_part(folder: Path, size: int) -> Path:
+    """The ``.part`` under ``folder`` once it holds ``size`` bytes (polled: a file grows)."""
+    with anyio.fail_after(10):
+        while True:
+            parts = list(folder.rglob("*.part"))
+            if parts and parts[0].stat().st_size >= size:
+                return parts[0]
+            await anyio.sleep(0.01)
+
+
+@pytest.fixture
+async def client(fake_ssemble: FakeSsembleAPI) -> AsyncIterator[Client]:
+    async with Client(fake_ssemble.api_key, base_url=fake_ssemble.base_url, retry=RETRY) as c:
+        yield c
+
+
+async def serve(app: web.Application, receiver: Receiver) -> AsyncIterator[Receiver]:
+    """Serve ``app`` on 127.0.0.1 while the caller's ``async for`` body runs."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.url = f"http://127.0.0.1:{port}/ssemble/webhook"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver(client: Client, tmp_path: Path) -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path / "clips", on_outcome=receiver.record)
+    async for served in serve(app, receiver):
+        yield served
+
+
+def delivery(request_id: str, event: str = "shorts.completed", **data: Any) -> dict[str, Any]:
+    status = "completed" if event == "shorts.completed" else "failed"
+    return {
+        "event": event,
+        "requestId": request_id,
+        "status": status,
+        "timestamp": "2026-12-02T09:20:11.000Z",
+        "data": data,
+    }
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_on_disk(fake: FakeSsembleAPI, folder: Path, request_id: str) -> None:
+    for clip_id in fake.jobs[request_id].clips:
+        path = folder / request_id / f"{clip_id}.mp4"
+        assert sha(path.read_bytes()) == sha(fake.clip_bytes(request_id, clip_id))
+
+
+async def test_a_delivery_becomes_clips_on_disk_with_one_call(
+    fake_ssemble: FakeSsembleAPI, receiver: Receiver, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=[FakeClip(size=50_000) for _ in range(3)]))
+    assert await receiver.post(delivery(rid)) == 202
+    await receiver.settle(1)
+    (outcome,) = receiver.outcomes
+    assert outcome.status is RequestState.COMPLETED and outcome.error is None
+    assert outcome.report is not None and outcome.report.ok
+    assert_on_disk(fake_ssemble, tmp_path / "clips", rid)
+    assert sum(fake_ssemble.calls.values()) == 1  # the confirmation; nothing else
+
+
+async def test_duplicate_deliveries_cost_one_call_and_download_once(
+    fake_ssemble: FakeSsembleAPI, receiver: Receiver
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=[FakeClip(size=80_000) for _ in range(2)]))
+    async with anyio.create_task_group() as group:
+        for _ in range(3):  # the three tries at once
+            group.start_soon(receiver.post, delivery(rid))
+    await receiver.settle(1)
+    assert await receiver.post(delivery(rid)) == 202  # the same event, minutes later
+    await anyio.sleep(0.2)
+    assert len(receiver.outcomes) == 1
+    assert fake_ssemble.calls["GET /shorts/:id"] == 1
+    gets = [r for r in fake_ssemble.clip_requests if r.method == "GET"]
+    assert len(gets) == 2  # each clip once
+
+
+async def test_a_forged_id_costs_one_call_and_downloads_nothing(
+    fake_ssemble: FakeSsembleAPI, receiver: Receiver, tmp_path: Path
+) -> None:
+    forged = "0123456789abcdef01234567"
+    assert await receiver.post(delivery(forged, shorts=[{"id": "x", "video_url": "http://evil"}]))
+    await receiver.settle(1)
+    (outcome,) = receiver.outcomes
+    assert outcome.status is RequestState.UNKNOWN and outcome.error is not None
+    assert sum(fake_ssemble.calls.values()) == 1
+    assert not fake_ssemble.clip_requests
+    assert not (tmp_path / "clips").exists()
+
+
+async def test_a_failed_event_is_confirmed_reported_and_nothing_downloaded(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), outcome="failed", failure_reason="too dark"))
+    seen: list[ShortsRequest] = []
+    receiver = Receiver()
+    app = webhook_app(
+        client,
+        dest=tmp_path,
+        on_request=seen.append,
+        on_outcome=receiver.record,
+    )
+    async for _ in serve(app, receiver):
+        assert await receiver.post(delivery(rid, "shorts.failed", failureReason="too dark")) == 202
+        await receiver.settle(1)
+    (request,) = seen
+    assert request.status is RequestState.FAILED and request.failure_reason == "too dark"
+    assert not fake_ssemble.clip_requests
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'{"event": "shorts.completed", "requestId": "../../etc"}', "application/json", 400),
+        (b'{"requestId": "0123456789abcdef01234567"}', "application/json", 400),
+        (b"{}", "text/plain", 415),
+        (b'{"event": "' + b"x" * 300_000 + b'"}', "application/json", 413),
+    ],
+)
+async def test_a_malformed_delivery_is_refused_and_nothing_happens(
+    fake_ssemble: FakeSsembleAPI, receiver: Receiver, body: bytes, content_type: str, status: int
+) -> None:
+    assert await receiver.post(None, raw=body, content_type=content_type) == status
+    await anyio.sleep(0.1)
+    assert not receiver.outcomes
+    assert not fake_ssemble.api_requests
+
+
+async def test_many_jobs_at_once_are_bounded_and_every_clip_verified(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rids = [
+        fake_ssemble.add_job(FakeJob(steps=(), clips=[FakeClip(size=30_000) for _ in range(3)]))
+        for _ in range(12)
+    ]
+    active = peak = 0
+
+    async def on_request(_: ShortsRequest) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await anyio.sleep(0.02)
+        active -= 1
+
+    receiver = Receiver()
+    app = webhook_app(
+        client,
+        dest=tmp_path,
+        on_request=on_request,
+        on_outcome=receiver.record,
+        concurrency=3,
+    )
+    async for _ in serve(app, receiver):
+        async with anyio.create_task_group() as group:
+            for rid in rids:
+                group.start_soon(receiver.post, delivery(rid))
+        await receiver.settle(12)
+    assert peak <= 3
+    assert fake_ssemble.calls["GET /shorts/:id"] == 12
+    for rid in rids:
+        assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+async def test_shutdown_mid_download_leaves_resumable_state(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=2_000_000),)))
+    fake_ssemble.inject_clip_fault(ClipFault(stall_at=600_000, stall_seconds=30))
+    app = webhook_app(client, dest=tmp_path, chunk_size=64 * 1024)
+    receiver = Receiver()
+    async for served in serve(app, receiver):
+        assert await served.post(delivery(rid)) == 202
+        await wait_for_part(tmp_path, 589_824)  # 9 x 64 KiB written, then the host stalls
+    # the app's cleanup cancelled the download and waited for it: a resumable .part stays
+    (part,) = tmp_path.rglob("*.part")
+    kept = part.stat().st_size
+    assert 589_824 <= kept <= 600_000
+    sent = sum(fake_ssemble.clip_bytes_sent.values())
+    report = await client.download_many([rid], tmp_path)
+    assert report.ok
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+    assert sum(fake_ssemble.clip_bytes_sent.values()) - sent <= 2_000_000 - kept + 65_536
+
+
+async def test_a_lost_delivery_is_reconciled(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    app = webhook_app(
+        client,
+        dest=tmp_path,
+        reconcile=60,
+        on_outcome=receiver.record,
+    )
+    with _clock.instant_waits():
+        async for _ in serve(app, receiver):
+            rid = fake_ssemble.add_job(FakeJob(finishes_after=120, clips=(FakeClip(size=9000),)))
+            await receiver.settle(1, seconds=30)  # no delivery: found by a look at the list
+    (outcome,) = receiver.outcomes
+    assert outcome.request_id == rid and outcome.source == "reconcile"
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+    assert fake_ssemble.calls["GET /shorts/:id"] == 1
+    assert rid in handled(app)
+
+
+async def test_mounted_as_a_sub_app(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=9000),)))
+    service = web.Application()
+    receiver = Receiver()
+    service.add_subapp("/hooks", webhook_app(client, dest=tmp_path, on_outcome=receiver.record))
+    async for served in serve(service, receiver):
+        served.url = served.url.replace("/ssemble/webhook", "/hooks/ssemble/webhook")
+        assert await served.post(delivery(rid)) == 202
+        await served.settle(1)
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+def test_parse_webhook_accepts_the_documented_payload() -> None:
+    body = json.dumps(
+        {
+            "event": "shorts.completed",
+            "requestId": "67D1F0A2B3C4D5E6F7A8B9C0",
+            "status": "completed",
+            "timestamp": "2025-03-02T09:20:11.000Z",
+            "data": {
+                "shorts": [
+                    {
+                        "id": "c1",
+                        "title": "T",
+                        "video_url": "https://x/1.mp4",
+                        "duration": 31,
+                        "viral_score": 8.7,
+                        "new": True,
+                    }
+                ],
+                "later": 1,
+            },
+            "version": 2,
+        }
+    ).encode()
+    event = parse_webhook(body)
+    assert event.request_id == "67d1f0a2b3c4d5e6f7a8b9c0"
+    assert event.status is RequestState.COMPLETED
+    assert event.timestamp == dt.datetime(2025, 3, 2, 9, 20, 11, tzinfo=dt.timezone.utc)
+    (clip,) = event.shorts
+    assert (clip.id, clip.viral_score, clip.duration, clip.extra) == (
+        "c1",
+        8.7,
+        31.0,
+        {"new": True},
+    )
+    assert event.extra == {"version": 2, "data": {"later": 1}}
+
+
+def test_parse_webhook_failed_payload() -> None:
+    body = (
+        b'{"event":"shorts.failed","requestId":"67d1f0a2b3c4d5e6f7a8b9c0","status":"failed",'
+        b'"data":{"failureReason":"404"}}'
+    )
+    event = parse_webhook(body)
+    assert event.status is RequestState.FAILED and event.failure_reason == "404"
+    assert event.shorts == ()
+
+
+async def test_the_receiver_without_aiohttp_web(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=9000),)))
+    outcomes = Receiver()
+    hook = WebhookReceiver(client, dest=tmp_path, on_outcome=outcomes.record)
+    body = json.dumps(delivery(rid)).encode()
+    assert hook.deliver(body, "application/json")[0] == 503  # not running yet
+    async with hook:
+        status, answer = hook.deliver(body, "application/json; charset=utf-8")
+        assert (status, answer) == (202, {"received": rid})
+        assert hook.deliver(body, "text/plain")[0] == 415
+        await outcomes.settle(1)
+    assert hook.deliver(body, "application/json")[0] == 503  # stopped
+    assert rid in hook.handled
+    assert_on_disk(fake_ssemble, tmp_path, rid)
