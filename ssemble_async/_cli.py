@@ -1381,6 +1381,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ssemble demo -o ssemble-demo/",
     )
     demo.add_argument("--output", "-o", default="ssemble-demo", metavar="DIR")
+    demo.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="show the webhook flow instead: create with a webhook URL, the fake calls a"
+        " local receiver, the clips land on disk without polling",
+    )
     demo.set_defaults(run=None, offline="demo")
     return parser
 
@@ -1411,9 +1417,15 @@ def _fail(message: str, code: int) -> NoReturn:
 async def _run(args: argparse.Namespace, out: Output) -> int:
     offline = getattr(args, "offline", None)
     if offline is not None:
-        from ssemble_async._demo import run_demo, run_fake_server  # noqa: PLC0415 - the fake
+        from ssemble_async._demo import (  # noqa: PLC0415 - the fake
+            run_demo,
+            run_fake_server,
+            run_webhook_demo,
+        )
 
         if offline == "demo":
+            if args.webhooks:
+                return await run_webhook_demo(Path(args.output), out)
             return await run_demo(Path(args.output), out)
         return await run_fake_server(args, out)
     client = _client(args)

@@ -12,7 +12,7 @@ from ssemble_async._client import Client
 from ssemble_async._config import ConnectionSettings, PollPolicy
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 
-__all__ = ["DEMO_JOB", "run_demo", "run_fake_server"]
+__all__ = ["DEMO_JOB", "run_demo", "run_fake_server", "run_webhook_demo"]
 
 KIB = 1024
 #: The demo talks to 127.0.0.1 only: a proxy from the environment must not carry it.
@@ -72,6 +72,70 @@ async def run_demo(dest: Path, out: Output) -> int:
         return await download_with_display(
             client, [request], dest, out, concurrency=4, recompile_wait=10
         )
+
+
+async def run_webhook_demo(dest: Path, out: Output) -> int:
+    """Create a job with a webhook URL; the fake calls the local receiver; clips on disk."""
+    from aiohttp import web  # noqa: PLC0415 - the server stack only for this demo
+
+    from ssemble_async.webhooks import WebhookOutcome, webhook_app  # noqa: PLC0415
+
+    ended = anyio.Event()
+    outcomes: list[WebhookOutcome] = []
+
+    def record(outcome: WebhookOutcome) -> None:
+        outcomes.append(outcome)
+        ended.set()
+
+    async with (
+        FakeSsembleAPI(auto_job=DEMO_JOB) as fake,
+        Client(
+            fake.api_key,
+            base_url=fake.base_url,
+            connection=DIRECT,
+            download_connection=DIRECT,
+        ) as client,
+    ):
+        out.print(
+            "[bold]ssemble demo --webhooks[/]: the webhook receiver against the built-in fake"
+            " Ssemble API on 127.0.0.1 (no key, no network, no polling)"
+        )
+        runner = web.AppRunner(
+            webhook_app(client, dest=dest, on_outcome=record, recompile_wait=10),
+            handle_signals=False,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/ssemble/webhook"
+            out.print(f"1. a receiver listens at {url}")
+            created = await client.create_short(
+                url="https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+                start=0,
+                end=600,
+                webhook_url=url,
+            )
+            out.print(f"2. created request {created.request_id} with that webhook URL")
+            out.print("3. the job runs; nobody polls. When it ends, Ssemble (the fake) calls...")
+            with anyio.fail_after(120):
+                await ended.wait()
+        finally:
+            await runner.cleanup()
+        (outcome,) = outcomes
+        calls = sum(fake.calls.values())
+        out.print(
+            f"4. the receiver confirmed {outcome.request_id} ({outcome.status.value}) with one"
+            f" call and downloaded its clips into {dest}/ ({calls} API calls in all, the"
+            " create included)"
+        )
+        report = outcome.report
+        if report is None:
+            return 1
+        for clip in report.outcomes:
+            on_disk = clip.state.value in ("downloaded", "already_present")
+            out.print(f"   {clip.state.value:<16} {clip.path if on_disk else clip.message or ''}")
+        return 0 if report.ok else 1
 
 
 async def run_fake_server(args: argparse.Namespace, out: Output) -> int:

@@ -303,6 +303,21 @@ async def test_demo_runs_offline(tmp_path: Path) -> None:
     assert all(clip.read_bytes()[4:8] == b"ftyp" for clip in clips)
 
 
+async def test_demo_webhooks_runs_offline_without_polling(tmp_path: Path) -> None:
+    unreachable = "http://127.0.0.1:9"
+    env = environment(
+        None, SSEMBLE_API_KEY="", SSEMBLE_BASE_URL=unreachable, HTTP_PROXY=unreachable
+    )
+    with anyio.fail_after(60):
+        result = await ssemble("demo", "--webhooks", cwd=tmp_path, env=env)
+    assert result.code == 0, result.err
+    assert "a receiver listens at http://127.0.0.1:" in result.out
+    assert "confirmed" in result.out and "with one call" in result.out
+    clips = list((tmp_path / "ssemble-demo").rglob("*.mp4"))
+    assert len(clips) == 7
+    assert all(clip.read_bytes()[4:8] == b"ftyp" for clip in clips)
+
+
 async def test_fake_server_serves_until_interrupted(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "ssemble_async", "fake-server", "--jobs", "1"]
     async with await anyio.open_process(command, env=environment(None)) as process:

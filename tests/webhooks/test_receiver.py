@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from ssemble_async import Client, RequestState, RetryPolicy, ShortsRequest, _clock
-from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
+from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI, WebhookFault
 from ssemble_async.webhooks import (
     WebhookOutcome,
     WebhookReceiver,
@@ -361,3 +361,82 @@ async def test_the_receiver_without_aiohttp_web(
     assert hook.deliver(body, "application/json")[0] == 503  # stopped
     assert rid in hook.handled
     assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+# -- with the fake delivering, as Ssemble does -------------------------------------------------
+
+
+async def test_end_to_end_create_with_a_webhook_url_then_clips_on_disk(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    fake_ssemble.auto_job = FakeJob(
+        finishes_after=2, clips=(FakeClip(size=30_000), FakeClip(size=30_000))
+    )
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record)
+    async for served in serve(app, receiver):
+        created = await client.create_short(
+            url="https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            start=0,
+            end=60,
+            webhook_url=served.url,
+        )
+        await served.settle(1)  # no polling: the fake calls the receiver when the job ends
+    rid = created.request_id
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+    assert fake_ssemble.calls["GET /shorts/:id"] == 1
+    assert fake_ssemble.calls["GET /shorts"] + fake_ssemble.calls["GET /shorts/:id/status"] == 0
+    (sent,) = fake_ssemble.webhook_deliveries
+    assert sent.acknowledged and sent.status == 202
+
+
+async def test_a_receiver_down_for_the_first_try_gets_the_retry(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    await site.stop()  # down: the first try finds nothing listening
+    url = f"http://127.0.0.1:{port}/ssemble/webhook"
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=20_000),), webhook_url=url))
+    await client.get_status(rid)  # the read that ends the job sends the delivery
+    try:
+        with anyio.fail_after(10):
+            while not fake_ssemble.webhook_deliveries:  # noqa: ASYNC110 - a record, no event
+                await anyio.sleep(0.01)
+        assert fake_ssemble.webhook_deliveries[0].status is None  # refused
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()  # back up within the second before the retry
+        await receiver.settle(1)
+    finally:
+        await runner.cleanup()
+    assert [d.attempt for d in fake_ssemble.webhook_deliveries] == [1, 2]
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+async def test_duplicated_and_forged_deliveries_from_the_fake(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record)
+    async for served in serve(app, receiver):
+        fake_ssemble.inject_webhook_fault(WebhookFault(duplicate=2, duplicate_after=0.05))
+        rid = fake_ssemble.add_job(
+            FakeJob(steps=(), clips=(FakeClip(size=20_000),), webhook_url=served.url)
+        )
+        await client.get_status(rid)
+        assert await fake_ssemble.forge_webhook(served.url) == 202
+        await fake_ssemble.deliveries_settled(timeout=30)
+        await served.settle(2)
+    by_source = {o.request_id: o for o in receiver.outcomes}
+    assert by_source[rid].status is RequestState.COMPLETED
+    forged = [o for o in receiver.outcomes if o.request_id != rid]
+    assert len(forged) == 1 and forged[0].error is not None
+    assert len([d for d in fake_ssemble.webhook_deliveries if not d.forged]) == 3
+    assert fake_ssemble.calls["GET /shorts/:id"] == 2  # one for the job, one for the forgery
+    gets = [r for r in fake_ssemble.clip_requests if r.method == "GET"]
+    assert len(gets) == 1  # the real clip, once; the forged clips never
