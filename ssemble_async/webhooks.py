@@ -30,7 +30,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
@@ -41,11 +41,19 @@ from anyio.abc import TaskGroup
 from ssemble_async import _clock
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy
-from ssemble_async._converter import MAX_WEBHOOK_BYTES, parse_webhook
+from ssemble_async._converter import MAX_WEBHOOK_BYTES, is_hex24, parse_webhook
 from ssemble_async._download_models import DownloadReport
-from ssemble_async._errors import NotFoundError, RateLimitError, SsembleError
+from ssemble_async._errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    SsembleError,
+)
 from ssemble_async._governor import PAST_DEADLINE
+from ssemble_async._manifest import JOURNAL, MANIFEST
 from ssemble_async._models import RequestState, ShortsRequest, WebhookEvent, WebhookShort
+from ssemble_async._pipeline import finished_on_disk
 from ssemble_async._quota import round_interval
 
 __all__ = [
@@ -66,6 +74,8 @@ REMEMBERED = 10_000
 RECONCILE_EVERY = 300.0
 #: Pages one reconciliation may read.
 RECONCILE_PAGES = 5
+#: Waits between tries of a confirmation the API failed (about 15 minutes in all).
+CONFIRM_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 420.0)
 
 #: Called with each ended request the receiver confirmed (completed, failed or cancelled).
 RequestCallback = Callable[[ShortsRequest], Awaitable[None] | None]
@@ -98,6 +108,26 @@ async def _call(callback: Callable[[Any], Awaitable[None] | None], value: Any) -
     result = callback(value)
     if inspect.isawaitable(result):
         await result
+
+
+def unfinished_requests(dest: Path) -> list[str]:
+    """Request folders in ``dest`` that a run left unfinished (blocking: call in a thread).
+
+    A folder named by a request id, with a manifest or a ``.part`` file, whose clips are
+    not all complete or skipped.
+    """
+    try:
+        folders = sorted(p for p in dest.iterdir() if p.is_dir() and is_hex24(p.name))
+    except OSError:
+        return []
+    left: list[str] = []
+    for folder in folders:
+        started = (folder / MANIFEST).exists() or (folder / JOURNAL).exists()
+        if not started and not any(folder.glob("*.part")):
+            continue
+        if finished_on_disk(folder) is None:
+            left.append(folder.name.lower())
+    return left
 
 
 class WebhookReceiver:
@@ -144,26 +174,33 @@ class WebhookReceiver:
         self.dest = None if dest is None else Path(dest)
         self.on_request = on_request
         self.on_outcome = on_outcome
+        if reconcile is not False and reconcile is not True and not reconcile > 0:
+            raise ValueError(f"reconcile must be True, False or seconds > 0, got {reconcile!r}")
         self.reconcile = RECONCILE_EVERY if reconcile is True else (float(reconcile) or None)
         self.download_options = options
         self.concurrency = concurrency
+        #: Request ids taken but not handled yet beyond which deliveries get a 503 (the
+        #: sender tries again later; reconciliation finds them too).
+        self.max_pending = max(64, 16 * concurrency)
         self._handled: OrderedDict[str, WebhookOutcome] = OrderedDict()
         self.running: set[str] = set()
         self.group: TaskGroup | None = None
-        self._context: TaskGroup | None = None
+        self._running_group: TaskGroup | None = None
         self.started_at = _clock.utcnow()
 
     @property
     def handled(self) -> Mapping[str, WebhookOutcome]:
         """The request ids handled so far (the latest 10,000), with their outcomes."""
-        return dict(self._handled)
+        return MappingProxyType(self._handled)
 
     async def __aenter__(self) -> WebhookReceiver:
         self.limiter = anyio.CapacityLimiter(self.concurrency)
         self.started_at = _clock.utcnow()
         group = anyio.create_task_group()
         await group.__aenter__()
-        self._context = self.group = group
+        self._running_group = self.group = group
+        if self.dest is not None:
+            group.start_soon(self._resume_unfinished, self.dest)
         if self.reconcile is not None:
             group.start_soon(self._reconcile_loop, self.reconcile)
         return self
@@ -174,12 +211,18 @@ class WebhookReceiver:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        group, self.group = self._context, None  # no new work from here on
-        self._context = None
+        group, self._running_group = self._running_group, None
+        self.group = None  # no new work from here on
         if group is None:
             return None
         group.cancel_scope.cancel()
         return await group.__aexit__(exc_type, exc, tb)
+
+    async def _resume_unfinished(self, dest: Path) -> None:
+        """Take up the requests a run before this one left unfinished in ``dest``."""
+        for request_id in await anyio.to_thread.run_sync(unfinished_requests, dest):
+            logger.info("resuming %s, left unfinished in %s", request_id, dest)
+            self.submit(request_id, "resume")
 
     # -- deliveries ----------------------------------------------------------------------
 
@@ -194,25 +237,30 @@ class WebhookReceiver:
         if media != "application/json":
             logger.warning("webhook delivery refused: content type %r", content_type)
             return 415, {"error": "expected application/json"}
-        if len(body) > MAX_WEBHOOK_BYTES:
-            logger.warning("webhook delivery refused: %d bytes", len(body))
-            return 413, {"error": f"body over {MAX_WEBHOOK_BYTES} bytes"}
         try:
             event = parse_webhook(body)
         except SsembleError as exc:
+            status = 413 if len(body) > MAX_WEBHOOK_BYTES else 400
             logger.warning("webhook delivery refused: %s", exc)
-            return 400, {"error": "not a webhook delivery"}
-        if not self.submit(event.request_id, "delivery"):
+            return status, {"error": "not a webhook delivery"}
+        if self.group is None:
             return 503, {"error": "the receiver is not running"}
+        if not self.submit(event.request_id, "delivery"):
+            return 503, {"error": "too many deliveries waiting; try again later"}
         return 202, {"received": event.request_id}
 
     def submit(self, request_id: str, source: str) -> bool:
-        """Handle ``request_id`` once; False when the receiver is not running."""
+        """Handle ``request_id`` once; False when not running or too many are waiting."""
         if self.group is None:
             return False
         if request_id in self._handled or request_id in self.running:
             logger.debug("webhook for %s again: already handled", request_id)
             return True
+        if len(self.running) >= self.max_pending:
+            logger.warning(
+                "webhook for %s refused: %d requests waiting", request_id, len(self.running)
+            )
+            return False
         self.running.add(request_id)
         self.group.start_soon(self._process, request_id, source)
         return True
@@ -221,50 +269,68 @@ class WebhookReceiver:
         try:
             async with self.limiter:
                 outcome = await self._confirm_and_act(request_id, source)
-        except Exception:  # the receiver outlives any one request (a disk error...)
+        except Exception as exc:  # the receiver outlives any one request (a disk error...)
             logger.exception("webhook for %s could not be handled", request_id)
-            return
+            outcome = WebhookOutcome(
+                request_id=request_id, status=RequestState.UNKNOWN, error=exc, source=source
+            )
         finally:
             self.running.discard(request_id)
         if outcome is None:
-            return  # not confirmed (an API error): a later delivery or look tries again
-        self._handled[request_id] = outcome
-        while len(self._handled) > REMEMBERED:
-            self._handled.popitem(last=False)
+            return  # not ended yet: its own delivery (or a look) comes when it ends
+        if outcome.error is not None:
+            outcome = attrs.evolve(outcome, error=outcome.error.with_traceback(None))
+        elif outcome.report is None or outcome.report.ok:
+            # handled for good; a failure is tried again by a later delivery or look
+            self._handled[request_id] = outcome
+            while len(self._handled) > REMEMBERED:
+                self._handled.popitem(last=False)
         if self.on_outcome is not None:
             try:
                 await _call(self.on_outcome, outcome)
             except Exception:  # the caller's callback: reported, never fatal
                 logger.exception("on_outcome failed for %s", request_id)
 
+    async def _confirm(self, request_id: str) -> ShortsRequest:
+        """``GET /shorts/:id``, tried again over about 15 minutes while the API fails (a
+        2xx answer told the sender the delivery arrived: it will not send it again)."""
+        for wait in (*CONFIRM_BACKOFF, None):
+            try:
+                return await self.client.get_shorts(request_id)
+            except (NotFoundError, AuthenticationError, PermissionDeniedError):
+                raise
+            except SsembleError as exc:
+                if wait is None:
+                    raise
+                logger.warning(
+                    "webhook for %s: could not confirm it (%s); again in %.0f s",
+                    request_id,
+                    exc,
+                    wait,
+                )
+                await _clock.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _confirm_and_act(self, request_id: str, source: str) -> WebhookOutcome | None:
         try:
-            request = await self.client.get_shorts(request_id)  # the one confirmation call
+            request = await self._confirm(request_id)  # the one confirmation call
         except NotFoundError as exc:
             logger.warning("webhook for %s: no such request (forged, or deleted)", request_id)
             return WebhookOutcome(
                 request_id=request_id, status=RequestState.UNKNOWN, error=exc, source=source
             )
-        except SsembleError as exc:
-            logger.warning("webhook for %s: could not confirm it: %s", request_id, exc)
-            return None
         if request.status not in (
             RequestState.COMPLETED,
             RequestState.FAILED,
             RequestState.CANCELLED,
         ):
+            # Ssemble sends its delivery when a job ends: this one is forged or replayed
             logger.warning(
-                "webhook for %s, which is still %s: waiting for it", request_id, request.status_raw
+                "webhook for %s, which is still %s: ignored until it ends",
+                request_id,
+                request.status_raw,
             )
-            results = [r async for r in self.client.wait_for_many([request])]
-            if not isinstance(results[0], ShortsRequest):
-                return WebhookOutcome(
-                    request_id=request_id,
-                    status=request.status,
-                    error=results[0],
-                    source=source,
-                )
-            request = results[0]
+            return None
         report: DownloadReport | None = None
         error: BaseException | None = None
         if request.status is RequestState.COMPLETED and self.dest is not None:
@@ -347,11 +413,16 @@ class _AiohttpReceiver:
         # the app owns this task: it is awaited on cleanup, after the work has stopped
         self.supervisor = asyncio.get_running_loop().create_task(self._run(running))
         await running.wait()
+        if self.supervisor.done():
+            await self.supervisor  # it could not start: its error, now
 
     async def _run(self, running: anyio.Event) -> None:
-        async with self.receiver:
+        try:
+            async with self.receiver:
+                running.set()
+                await self.stopping.wait()
+        finally:
             running.set()
-            await self.stopping.wait()
 
     async def stop(self, _: web.Application) -> None:
         self.stopping.set()
@@ -359,12 +430,16 @@ class _AiohttpReceiver:
             await self.supervisor
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.read()  # the app's client_max_size bounds it
-        except web.HTTPRequestEntityTooLarge:
-            logger.warning("webhook delivery refused: over %d bytes", MAX_WEBHOOK_BYTES)
-            return web.json_response({"error": f"body over {MAX_WEBHOOK_BYTES} bytes"}, status=413)
-        status, answer = self.receiver.deliver(body, request.headers.get("Content-Type"))
+        # read by hand: mounted as a sub-app, the parent's client_max_size would apply
+        body = bytearray()
+        while chunk := await request.content.read(64 * 1024):
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                logger.warning("webhook delivery refused: over %d bytes", MAX_WEBHOOK_BYTES)
+                return web.json_response(
+                    {"error": f"body over {MAX_WEBHOOK_BYTES} bytes"}, status=413
+                )
+        status, answer = self.receiver.deliver(bytes(body), request.headers.get("Content-Type"))
         return web.json_response(answer, status=status)
 
 

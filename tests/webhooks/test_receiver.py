@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,14 @@ import pytest
 from aiohttp import web
 
 from ssemble_async import Client, RequestState, RetryPolicy, ShortsRequest, _clock
-from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI, WebhookFault
+from ssemble_async.testing import (
+    ApiFault,
+    ClipFault,
+    FakeClip,
+    FakeJob,
+    FakeSsembleAPI,
+    WebhookFault,
+)
 from ssemble_async.webhooks import (
     WebhookOutcome,
     WebhookReceiver,
@@ -53,7 +61,9 @@ class Receiver:
         body = raw if raw is not None else json.dumps(payload).encode()
         async with (
             aiohttp.ClientSession() as session,
-            session.post(self.url, data=body, headers={"Content-Type": content_type}) as answer,
+            session.post(
+                self.url, data=io.BytesIO(body), headers={"Content-Type": content_type}
+            ) as answer,
         ):
             return answer.status
 
@@ -440,3 +450,115 @@ async def test_duplicated_and_forged_deliveries_from_the_fake(
     assert fake_ssemble.calls["GET /shorts/:id"] == 2  # one for the job, one for the forgery
     gets = [r for r in fake_ssemble.clip_requests if r.method == "GET"]
     assert len(gets) == 1  # the real clip, once; the forged clips never
+
+
+# -- what the review found ---------------------------------------------------------------------
+
+
+async def test_a_confirmation_the_api_fails_is_tried_again(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=9000),)))
+    fake_ssemble.inject_api_fault(ApiFault(status=502, times=6, path_prefix=f"/shorts/{rid}"))
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record)
+    with _clock.instant_waits():
+        async for served in serve(app, receiver):
+            assert await served.post(delivery(rid)) == 202
+            assert await served.post(delivery(rid)) == 202  # while it fails: the same work
+            await served.settle(1)
+    (outcome,) = receiver.outcomes
+    assert outcome.status is RequestState.COMPLETED and outcome.report is not None
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+async def test_a_flood_of_ids_is_bounded(fake_ssemble: FakeSsembleAPI, client: Client) -> None:
+    gate = anyio.Event()
+    rid = fake_ssemble.add_job(FakeJob(steps=()))
+
+    async def hold(_: ShortsRequest) -> None:
+        await gate.wait()
+
+    hook = WebhookReceiver(client, on_request=hold, concurrency=1)
+    async with hook:
+        assert hook.deliver(json.dumps(delivery(rid)).encode(), "application/json")[0] == 202
+        statuses = [
+            hook.deliver(json.dumps(delivery(f"{n:024x}")).encode(), "application/json")[0]
+            for n in range(1, 200)
+        ]
+        assert statuses.count(202) == hook.max_pending - 1
+        assert set(statuses[hook.max_pending - 1 :]) == {503}
+        assert len(hook.running) == hook.max_pending
+        gate.set()
+
+
+async def test_a_delivery_for_a_running_job_holds_nothing(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    running = fake_ssemble.add_job(FakeJob(finishes_after=600))
+    done = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=9000),)))
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record, concurrency=1)
+    async for served in serve(app, receiver):
+        assert await served.post(delivery(running)) == 202  # forged, or replayed early
+        assert await served.post(delivery(done)) == 202
+        await served.settle(1, seconds=5)
+        assert [o.request_id for o in receiver.outcomes] == [done]
+        assert running not in handled(app)  # its real delivery, when it ends, is handled
+    assert fake_ssemble.calls["GET /shorts/:id"] == 2
+    assert fake_ssemble.calls["GET /shorts/:id/status"] + fake_ssemble.calls["GET /shorts"] == 0
+
+
+async def test_the_next_run_resumes_a_download_cut_at_shutdown(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=2_000_000),)))
+    fake_ssemble.inject_clip_fault(ClipFault(stall_at=600_000, stall_seconds=30))
+    first = Receiver()
+    async for served in serve(webhook_app(client, dest=tmp_path, chunk_size=64 * 1024), first):
+        assert await served.post(delivery(rid)) == 202
+        await wait_for_part(tmp_path, 589_824)
+    # a new receiver on the same folder, no delivery, no reconciliation: it takes it up
+    second = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=second.record)
+    async for served in serve(app, second):
+        await served.settle(1)
+    (outcome,) = second.outcomes
+    assert outcome.source == "resume" and outcome.report is not None and outcome.report.ok
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+async def test_a_failed_download_is_tried_again_by_a_later_delivery(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=(), clips=(FakeClip(size=9000),)))
+    fake_ssemble.inject_clip_fault(ClipFault(status=410, times=20))  # the host refuses it all
+    receiver = Receiver()
+    app = webhook_app(client, dest=tmp_path, on_outcome=receiver.record)
+    async for served in serve(app, receiver):
+        assert await served.post(delivery(rid)) == 202
+        await served.settle(1)
+        assert receiver.outcomes[0].report is not None and not receiver.outcomes[0].report.ok
+        fake_ssemble.clear_clip_faults()
+        assert await served.post(delivery(rid)) == 202
+        await served.settle(2)
+    assert receiver.outcomes[1].report is not None and receiver.outcomes[1].report.ok
+    assert_on_disk(fake_ssemble, tmp_path, rid)
+
+
+async def test_reconcile_must_be_a_positive_interval(client: Client) -> None:
+    for bad in (-1, 0.0):
+        with pytest.raises(ValueError, match="reconcile"):
+            WebhookReceiver(client, reconcile=bad)
+
+
+async def test_a_sub_app_refuses_a_huge_body_whatever_the_parent_allows(
+    fake_ssemble: FakeSsembleAPI, client: Client
+) -> None:
+    service = web.Application(client_max_size=50 * 1024 * 1024)
+    service.add_subapp("/hooks", webhook_app(client))
+    receiver = Receiver()
+    async for served in serve(service, receiver):
+        served.url = served.url.replace("/ssemble/webhook", "/hooks/ssemble/webhook")
+        assert await served.post(None, raw=b"{" + b" " * 600_000 + b"}") == 413
+    assert not fake_ssemble.api_requests
