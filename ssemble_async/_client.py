@@ -6,7 +6,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -594,12 +594,12 @@ class Client:
             InvalidRequestIdError: an id is malformed (before anything is sent).
         """
         watched = self._watch_list(requests)
-        async for request_id, result in self._watcher.wait_many(
-            watched, timeout=timeout, on_progress=on_progress
-        ):
-            if isinstance(result, SsembleError) and not hasattr(result, "request_id"):
-                result.request_id = request_id  # type: ignore[attr-defined]
-            yield result
+        waits = self._watcher.wait_many(watched, timeout=timeout, on_progress=on_progress)
+        async with aclosing(waits):  # closing this iterator ends the waits at once
+            async for request_id, result in waits:
+                if isinstance(result, SsembleError) and not hasattr(result, "request_id"):
+                    result.request_id = request_id  # type: ignore[attr-defined]
+                yield result
 
     def _watch_list(self, requests: Iterable[RequestRef]) -> list[tuple[str, Known | None]]:
         watched: list[tuple[str, Known | None]] = []
@@ -833,7 +833,9 @@ class _WatchCalls:
         *,
         timeout: float,
     ) -> AsyncGenerator[tuple[str, WaitResult], None]:
-        async for item in self._client._watcher.wait_many(
+        waits = self._client._watcher.wait_many(
             self._client._watch_list(requests), timeout=timeout
-        ):
-            yield item
+        )
+        async with aclosing(waits):
+            async for item in waits:
+                yield item

@@ -19,7 +19,7 @@ import datetime as dt
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 import anyio
@@ -451,7 +451,7 @@ class Watcher:
         *,
         timeout: float,  # noqa: ASYNC109 (the wait's own budget, on the package clock)
         on_progress: ProgressCallback | None = None,
-    ) -> AsyncIterator[tuple[str, WaitResult]]:
+    ) -> AsyncGenerator[tuple[str, WaitResult], None]:
         """Yield ``(id, result)`` for each request as it ends; timeouts for the rest."""
         deadline = _clock.monotonic() + timeout
         entries = [self.register(rid, known, None) for rid, known in requests]

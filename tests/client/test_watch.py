@@ -7,6 +7,7 @@ runs on it too, and the fake counts every call and every 429 by endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import re
@@ -406,3 +407,18 @@ def test_a_quota_url_is_never_repeated_in_the_error() -> None:
         with pytest.raises(ConfigurationError) as info:
             Client("sk_ssemble_x", quota_url=url)
         assert "secret" not in str(info.value)
+
+
+async def test_leaving_wait_for_many_early_ends_its_waits(fake: FakeSsembleAPI) -> None:
+    early = fake.add_job(FakeJob(finishes_after=300))
+    rest = [fake.add_job(FakeJob(finishes_after=20_000)) for _ in range(3)]
+    async with client_of(fake) as client:
+        waits = client.wait_for_many([early, *rest], timeout=30_000)
+        async with contextlib.aclosing(waits):
+            async for result in waits:
+                assert result.request_id == early
+                break
+        assert not client._watcher.entries  # nothing left counting in the budget
+        calls = total(fake)
+        await _clock.sleep(3600)
+        assert total(fake) == calls  # and nobody polls for them
