@@ -1,9 +1,12 @@
 """The ``ssemble`` command line: a thin layer over the public API, with no logic of its own.
 
-Exit codes: 0 when everything succeeded; 1 when a clip ended failed or not_ready, or an API
-call failed (a spent quota included); 2 for usage errors (including a malformed request id
-or an unsupported ``--quota-url``, found before any network call); 130 after Ctrl-C
-(finished clips are kept, the rest resumes on the next run).
+Exit codes: 0 when everything succeeded; 1 when the command ran and could not do its job (a
+clip ended failed or not_ready, an API call failed, a spent quota included, a wait timed
+out, the disk failed); 2 for usage errors only (bad flags or values, a malformed request id,
+an unwritable ``-o``, an unsupported ``--quota-url``: all found before any network call);
+130 after Ctrl-C (download commands keep finished clips, the rest resumes on the next run).
+Errors are one line in the command line's terms: :func:`_error_line` words the library's
+hints with flags and commands.
 
 Every run that talks to the API keeps the last quota figures it saw (``X-RateLimit-*``) in a
 small JSON file of the user's cache directory, named by a SHA-256 hash of the API key and
@@ -51,14 +54,22 @@ from rich.text import Text
 from ssemble_async import _clock
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy, QuotaPolicy
-from ssemble_async._converter import converter
+from ssemble_async._converter import converter, is_hex24
 from ssemble_async._download_models import ClipState, DownloadReport, DownloadStats
 from ssemble_async._errors import (
-    APIConnectionError,
+    HINT_API_KEY,
+    HINT_NOT_FOUND,
+    HINT_WRONG_BASE_URL,
+    APIStatusError,
     ConfigurationError,
     InvalidArgumentError,
+    InvalidRequestIdError,
+    NotFoundError,
     RateLimitError,
+    RequestNotReadyError,
     SsembleError,
+    WaitTimeoutError,
+    with_hint,
 )
 from ssemble_async._governor import PAST_DEADLINE, LocalGovernor
 from ssemble_async._models import GameVideo, MemeHook, MusicTrack, RequestStatus, ShortsRequest
@@ -106,8 +117,10 @@ def emit_json(value: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
 
-def report_as_data(report: DownloadReport) -> dict[str, Any]:
-    """The download report as JSON-ready data."""
+def report_as_data(
+    report: DownloadReport, describe: Callable[[BaseException], str] = str
+) -> dict[str, Any]:
+    """The download report as JSON-ready data (``describe`` words the request errors)."""
     return {
         "ok": report.ok,
         "counts": {state.value: count for state, count in report.counts().items()},
@@ -127,7 +140,11 @@ def report_as_data(report: DownloadReport) -> dict[str, Any]:
             for o in report.outcomes
         ],
         "request_errors": {
-            rid: {"error": type(error).__name__, "message": str(error)}
+            rid: {
+                "error": type(error).__name__,
+                "state": "not_ready" if isinstance(error, RequestNotReadyError) else "error",
+                "message": describe(error),
+            }
             for rid, error in report.request_errors.items()
         },
     }
@@ -397,7 +414,7 @@ async def run_listen(client: Client, args: argparse.Namespace, out: Output) -> i
 async def run_download(client: Client, args: argparse.Namespace, out: Output) -> int:
     return await download_with_display(
         client,
-        _collect_ids(args),
+        args.request_ids,
         Path(args.output),
         out,
         concurrency=args.concurrency,
@@ -406,6 +423,7 @@ async def run_download(client: Client, args: argparse.Namespace, out: Output) ->
         recompile_wait=args.recompile_wait,
         overwrite=args.overwrite,
         wait=args.wait,
+        skip_not_ready=not args.wait,  # download what is ready, report the others not_ready
     )
 
 
@@ -444,7 +462,7 @@ async def _announce_busy_folders(stream: DownloadStream) -> None:
 
 def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) -> int:
     if out.as_json:
-        out.json(report_as_data(report))
+        out.json(report_as_data(report, out.describe_error))
     else:
         if report.outcomes:
             out.print(summary_table(report))
@@ -454,8 +472,14 @@ def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) 
             if isinstance(error, RateLimitError)
         }
         for rid, error in report.request_errors.items():
-            if rid not in quota_errors:
-                print(f"{PROG}: request {rid}: {error}", file=sys.stderr)
+            if rid in quota_errors:
+                continue
+            line = out.describe_error(error)
+            if isinstance(error, RequestNotReadyError):
+                line = f"not_ready: {line}"
+            elif rid not in line:
+                line = f"request {rid}: {line}"
+            print(f"{PROG}: {line}", file=sys.stderr)
         if quota_errors:  # one line for all of them: they share one cause and one remedy
             rid, error = next(iter(quota_errors.items()))
             which = f"request {rid}" if len(quota_errors) == 1 else f"{len(quota_errors)} requests"
@@ -472,7 +496,12 @@ def _collect_ids(args: argparse.Namespace) -> list[str]:
     if args.input == "-":
         ids.extend(_ids_in(sys.stdin.read()))
     elif args.input is not None:
-        ids.extend(_ids_in(Path(args.input).read_text(encoding="utf-8")))
+        try:
+            text = Path(args.input).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"-i {args.input}: cannot read the ids ({reason})") from error
+        ids.extend(_ids_in(text))
     if not ids:
         raise UsageError("no request id given: pass ids, or --input FILE (- for stdin)")
     return ids
@@ -616,11 +645,20 @@ async def run_list(client: Client, args: argparse.Namespace, out: Output) -> int
 
 
 async def run_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
-    await client.delete_request(args.id, missing_ok=args.missing_ok)
+    gone = False
+    try:
+        await client.delete_request(args.id)
+    except NotFoundError as error:
+        # a 404 that is no envelope is a wrong --base-url, never a request already gone
+        if not args.missing_ok or error.hint == HINT_WRONG_BASE_URL:
+            raise
+        gone = True
     if out.as_json:
-        out.json({"deleted": args.id})
+        out.json({"deleted": args.id.lower(), "already_gone": gone})
+    elif gone:
+        out.print(f"request {args.id.lower()} was already gone: nothing deleted")
     else:
-        out.print(f"deleted request {args.id}")
+        out.print(f"deleted request {args.id.lower()}")
     return EXIT_OK
 
 
@@ -1066,8 +1104,9 @@ def quota_error_line(error: RateLimitError, args: argparse.Namespace | None) -> 
             later = now + dt.timedelta(seconds=error.retry_after)
             again = f"run again after {_clock_time(later, now)}"
     else:
+        # the reset is named once, where it is acted on
         when = _clock_time(reset, now)
-        told = f"the hourly quota is spent until {when} (in {_span((reset - now).total_seconds())})"
+        told = f"the hourly quota is spent for the next {_span((reset - now).total_seconds())}"
         if isinstance(error, KnownSpent):
             told += f", as a run {_age((now - error.saved.as_of).total_seconds())} saw it"
         told += f"; {what}"
@@ -1160,11 +1199,19 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 def _add_poll_interval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--poll-interval",
-        type=float,
+        type=_seconds(above=0.0),
         metavar="SECONDS",
-        help="first interval between status polls (default: 10, growing to 60; stretched"
-        " further to keep within the hourly quota)",
+        help="first interval between status polls, above 0 (default: 10, growing to 60;"
+        " stretched further to keep within the hourly quota)",
     )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``ssemble: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        what = "commands" if self.prog == PROG else "options"
+        _fail(f"{message} ({self.prog} --help lists the {what})", EXIT_USAGE)
 
 
 def _port(text: str) -> int:
@@ -1185,19 +1232,82 @@ def _url_path(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` (to ``maximum``)."""
+    wanted = f"{minimum} or more" if maximum is None else f"{minimum} to {maximum}"
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({wanted})") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+        return value
+
+    return whole
+
+
+def _number(
+    *,
+    above: float | None = None,
+    least: float | None = None,
+    most: float | None = None,
+    what: str = "a number",
+) -> Callable[[str], float]:
+    """An argparse type: a finite number above ``above`` (or from ``least``) to ``most``."""
+    if above is not None:
+        wanted = f"{what} above {above:g}"
+    elif most is not None:
+        wanted = f"{what} from {least or 0:g} to {most:g}"
+    else:
+        wanted = f"{what}, {least or 0:g} or more"
+
+    def number(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        if (
+            not math.isfinite(value)
+            or (above is not None and value <= above)
+            or (least is not None and value < least)
+            or (most is not None and value > most)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text.strip()}")
+        return value
+
+    return number
+
+
+def _seconds(*, above: float | None = None, least: float | None = None) -> Callable[[str], float]:
+    """An argparse type: seconds, a finite number above ``above`` (or from ``least``)."""
+    return _number(above=above, least=least, what="a number of seconds")
+
+
+def _template_id(text: str) -> str:
+    if not is_hex24(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a template id: 24 hexadecimal characters (ssemble templates"
+            " lists them)"
+        )
+    return text
+
+
+MIN_CHUNK, MAX_CHUNK = 64 * 1024, 64 * MiB
+_SIZE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[km]?)(?:i?b)?", re.IGNORECASE)
 
 
 def _size_arg(text: str) -> int:
-    units = {"k": 1024, "m": MiB}
-    suffix = text[-1:].lower()
-    value = int(float(text[:-1]) * units[suffix]) if suffix in units else int(text)
-    if value < 64 * 1024:
-        raise argparse.ArgumentTypeError("must be at least 64k")
+    """An argparse type: a byte count, ``65536``, ``512k`` or ``1m`` (KiB and MiB)."""
+    sizes = "a number of bytes, or of KiB or MiB with k or m (e.g. 512k, 1m), from 64k to 64m"
+    found = _SIZE.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give {sizes}")
+    units = {"": 1, "k": 1024, "m": MiB}
+    value = int(float(found["number"]) * units[found["unit"].lower()])
+    if not MIN_CHUNK <= value <= MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: give {sizes}")
     return value
 
 
@@ -1206,7 +1316,7 @@ EPILOG = "exit codes: 0 all good, 1 a clip or call failed, 2 usage error, 130 in
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ssemble`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Command line for the Ssemble AI-clipping API: create clipping jobs, "
         "wait for them and download every rendered clip, verified.",
@@ -1236,18 +1346,30 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("ids", nargs="*", metavar="ID", help="request ids")
     download.add_argument("--input", "-i", metavar="FILE", help="read ids from FILE (- = stdin)")
     download.add_argument("--output", "-o", default=".", metavar="DIR", help="default: .")
-    download.add_argument("--concurrency", type=_positive_int, default=8, help="default: 8")
     download.add_argument(
-        "--chunk-size", type=_size_arg, default=MiB, help="bytes per write, e.g. 1m (default)"
+        "--concurrency", type=_whole(1), default=8, help="transfers at once (default: 8)"
     )
     download.add_argument(
-        "--idle-timeout", type=float, default=30.0, help="seconds without data before a retry"
+        "--chunk-size",
+        type=_size_arg,
+        default=MiB,
+        metavar="SIZE",
+        help="bytes per write: a number, or with k or m (KiB, MiB); 64k to 64m (default: 1m)",
+    )
+    download.add_argument(
+        "--idle-timeout",
+        type=_seconds(above=0.0),
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds without data before a retry, above 0 (default: 30)",
     )
     download.add_argument(
         "--recompile-wait",
-        type=float,
+        type=_seconds(least=0.0),
         default=600.0,
-        help="seconds to wait for re-rendering clips before reporting them not_ready",
+        metavar="SECONDS",
+        help="seconds to wait for re-rendering clips before reporting them not_ready, 0 or"
+        " more (default: 600)",
     )
     download.add_argument("--overwrite", action="store_true", help="download complete files again")
     download.add_argument(
@@ -1273,7 +1395,13 @@ def build_parser() -> argparse.ArgumentParser:
         "ssemble wait 665a1b2c3d4e5f6a7b8c9d0e --timeout 1800",
     )
     wait.add_argument("id", metavar="ID")
-    wait.add_argument("--timeout", type=float, default=3600.0, help="seconds (default: 3600)")
+    wait.add_argument(
+        "--timeout",
+        type=_seconds(above=0.0),
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds, above 0 (default: 3600)",
+    )
     _add_poll_interval(wait)
     wait.set_defaults(run=run_wait)
 
@@ -1285,14 +1413,25 @@ def build_parser() -> argparse.ArgumentParser:
     source = create.add_mutually_exclusive_group(required=True)
     source.add_argument("--url", help="YouTube watch URL")
     source.add_argument("--file-url", help="public video file URL")
-    create.add_argument("--start", type=float, required=True, help="seconds")
-    create.add_argument("--end", type=float, required=True, help="seconds (1-1200 after start)")
-    for option in ("preferred-length", "language", "caption-language", "template-id"):
+    create.add_argument(
+        "--start", type=_seconds(least=0.0), required=True, metavar="SECONDS", help="0 or more"
+    )
+    create.add_argument(
+        "--end",
+        type=_seconds(above=0.0),
+        required=True,
+        metavar="SECONDS",
+        help="1 to 1200 seconds after --start",
+    )
+    for option in ("preferred-length", "language", "caption-language"):
         create.add_argument(f"--{option}")
+    create.add_argument(
+        "--template-id", type=_template_id, metavar="ID", help="see ssemble templates"
+    )
     for option in ("meme-hook-name", "game-video-name", "music-name", "layout", "webhook-url"):
         create.add_argument(f"--{option}")
     create.add_argument("--cta-text", help="call-to-action text (turns the CTA on)")
-    create.add_argument("--music-volume", type=float, help="0-100")
+    create.add_argument("--music-volume", type=_number(least=0.0, most=100.0), help="0 to 100")
     for flag in (
         "no-clipping",
         "hook-title",
@@ -1310,8 +1449,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--sort-by", choices=("createdAt", "updatedAt"))
     listing.add_argument("--sort-order", choices=("asc", "desc"))
-    listing.add_argument("--limit", type=_positive_int, help="show at most this many")
-    listing.add_argument("--page-size", type=_positive_int, default=20, help="1-100")
+    listing.add_argument("--limit", type=_whole(1), help="show at most this many")
+    listing.add_argument(
+        "--page-size", type=_whole(1, 100), default=20, help="1 to 100 (default: 20)"
+    )
     listing.set_defaults(run=run_list)
 
     delete = command(
@@ -1370,9 +1511,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the built-in fake Ssemble API on 127.0.0.1 for your integration tests.",
         "ssemble fake-server --port 8765 --api-key sk_ssemble_test --jobs 3",
     )
-    fake.add_argument("--port", type=int, default=0, help="API port (default: any free one)")
-    fake.add_argument("--clip-port", type=int, default=0, help="clip host port")
-    fake.add_argument("--jobs", type=int, default=2, help="completed jobs to start with")
+    fake.add_argument("--port", type=_port, default=0, help="API port (default: any free one)")
+    fake.add_argument(
+        "--clip-port", type=_port, default=0, help="clip host port (default: any free one)"
+    )
+    fake.add_argument(
+        "--jobs", type=_whole(0, 1000), default=2, help="completed jobs to start with (default: 2)"
+    )
     fake.set_defaults(run=None, offline="fake-server")
 
     demo = command(
@@ -1401,17 +1546,94 @@ def _poll(args: argparse.Namespace) -> PollPolicy:
     return PollPolicy(initial=first, maximum=max(first, PollPolicy().maximum))
 
 
+#: The hints of API errors, as the command line says them (the library's name its keywords).
+_CLI_HINTS: Mapping[str, str] = {
+    HINT_API_KEY: "Check the API key (--api-key or SSEMBLE_API_KEY); keys start with"
+    " sk_ssemble_ and are made at https://app.ssemble.com/api-keys.",
+    HINT_NOT_FOUND: "Check the request id (ssemble list shows yours); deleted requests are gone"
+    " for good.",
+    HINT_WRONG_BASE_URL: "The answer is not the API's error envelope: --base-url (or"
+    " SSEMBLE_BASE_URL) does not point at the API; it ends in /api/v1.",
+}
+
+#: What the library says in its own terms (keywords, methods), and what a CLI user reads.
+_CLI_PHRASES: tuple[tuple[str, str], ...] = (
+    ("as returned by create_short", "as ssemble create prints it"),
+    ("pass api_key=... or set SSEMBLE_API_KEY", "pass --api-key or set SSEMBLE_API_KEY"),
+    ("(see list_templates())", "(ssemble templates lists them)"),
+    ("Check the network and base_url.", "Check the network and --base-url (SSEMBLE_BASE_URL)."),
+    ("base_url must start with", "--base-url (SSEMBLE_BASE_URL) must start with"),
+    ("Check the network, or raise Timeouts.", "Check the network."),
+    (
+        "(ConnectionSettings, or the http_proxy/https_proxy/no_proxy variables)",
+        "(the http_proxy, https_proxy and no_proxy variables)",
+    ),
+    ("url=... or file_url=...", "--url or --file-url"),
+    ("cta_text is required when cta_enabled is True", "--cta-text is required with --cta-enabled"),
+)
+#: A keyword of the library named in an argument error (``end - start must be ...``).
+_KEYWORD = re.compile(
+    r"\b(file_url|start|end|template_id|music_volume|cta_text|page_size)\b(?= must| -)"
+)
+
+
 def _error_line(error: BaseException, args: argparse.Namespace | None = None) -> str:
+    """One line for an error, in the command line's terms (its flags and commands)."""
+    command = None if args is None else getattr(args, "command", None)
     if isinstance(error, RateLimitError):
         return quota_error_line(error, args)
-    if isinstance(error, APIConnectionError):
-        return f"{error}"
-    return str(error)
+    if isinstance(error, APIStatusError):
+        return with_hint(error.problem, _CLI_HINTS.get(error.hint, error.hint))
+    if isinstance(error, RequestNotReadyError):
+        return (
+            f"request {error.request_id} is {error.status}, not completed: nothing of it was"
+            f" downloaded; add --wait to wait for it (or run ssemble wait {error.request_id})"
+        )
+    if isinstance(error, WaitTimeoutError):
+        again = "raise --timeout" if command == "wait" else "run the same command again"
+        return (
+            f"request {error.request_id} was still {error.last_status or 'unknown'} after"
+            f" {error.timeout:g} s; the job keeps running on the server: wait again later, or"
+            f" {again}"
+        )
+    text = str(error)
+    for library, cli in _CLI_PHRASES:
+        text = text.replace(library, cli)
+    if isinstance(error, InvalidArgumentError) and not isinstance(error, InvalidRequestIdError):
+        text = _KEYWORD.sub(lambda found: "--" + found[1].replace("_", "-"), text)
+    return text
 
 
 def _fail(message: str, code: int) -> NoReturn:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def _check_output(folder: Path, flag: str = "-o") -> None:
+    """Refuse an output folder that cannot be written, before any call (a usage error)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {folder}: not a folder (it is a file)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {folder}: no permission to write in this folder")
+        return
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {folder}: cannot be created, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {folder}: cannot be created, no permission to write in {existing}"
+        )
+
+
+def _check_before_calls(args: argparse.Namespace) -> None:
+    """What the command line can refuse before any call: the output folder, the ids."""
+    if getattr(args, "output", None) is not None:
+        _check_output(Path(args.output))
+    if args.command == "download":
+        args.request_ids = _collect_ids(args)
 
 
 async def _run(args: argparse.Namespace, out: Output) -> int:
@@ -1424,10 +1646,12 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         )
 
         if offline == "demo":
+            _check_output(Path(args.output))
             if args.webhooks:
                 return await run_webhook_demo(Path(args.output), out)
             return await run_demo(Path(args.output), out)
         return await run_fake_server(args, out)
+    _check_before_calls(args)
     client = _client(args)
     path = _quota_file(args, client)
     async with client:
@@ -1491,22 +1715,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_notices()
 
 
+#: What Ctrl-C leaves behind, by command (the others: nothing to resume).
+_INTERRUPTED = {
+    "download": "interrupted; finished clips are kept, run the same command to resume",
+    "listen": "interrupted; finished clips are kept, downloads cut short resume on the next run",
+    "demo": "interrupted; finished clips are kept, run the same command to resume",
+    "wait": "interrupted; the job keeps running on the server (ssemble wait waits again)",
+    "create": "interrupted; the request may have been created all the same: ssemble list"
+    " shows your requests",
+    "delete": "interrupted; the request may have been deleted all the same: ssemble get tells",
+}
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups (a Ctrl-C first); else ``error``."""
+    while True:
+        inner: object = getattr(error, "exceptions", None)  # an exception group's members
+        if not isinstance(inner, tuple) or not inner:
+            return error
+        members = [e for e in inner if isinstance(e, BaseException)]
+        if not members:
+            return error
+        interrupts = [e for e in members if isinstance(e, KeyboardInterrupt)]
+        error = interrupts[0] if interrupts else members[0]
+
+
 def _main(args: argparse.Namespace, out: Output) -> int:
+    """Run the command; map every way it can end to one line and an exit code.
+
+    0 done; 1 the command ran and could not do its job (an API call, a wait, a clip, the
+    disk); 2 a command line that cannot be run (found before any call); 130 Ctrl-C.
+    """
     try:
         return asyncio.run(_run(args, out))
-    except KeyboardInterrupt:
-        if getattr(args, "offline", None) == "fake-server":
-            return EXIT_OK  # Ctrl-C is how a server is stopped
-        print(
-            f"{PROG}: interrupted; finished clips are kept, run the same command to resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    except (UsageError, InvalidArgumentError, ConfigurationError, OSError) as error:
+    except BaseException as raised:  # every ending gets its exit code
+        error = _leaf(raised)
+        if isinstance(error, SystemExit):
+            raise
+        if isinstance(error, KeyboardInterrupt):
+            if getattr(args, "offline", None) == "fake-server":
+                return EXIT_OK  # Ctrl-C is how a server is stopped
+            told = _INTERRUPTED.get(args.command, "interrupted")
+            print(f"{PROG}: {told}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if args.debug:
-            traceback.print_exc()
-        _fail(str(error), EXIT_USAGE)
-    except (SsembleError, CommandError) as error:
-        if args.debug:
-            traceback.print_exc()
-        _fail(_error_line(error, args), EXIT_FAILED)
+            traceback.print_exception(raised)
+        if isinstance(error, UsageError | InvalidArgumentError | ConfigurationError):
+            _fail(_error_line(error, args), EXIT_USAGE)
+        if isinstance(error, SsembleError | CommandError):
+            _fail(_error_line(error, args), EXIT_FAILED)
+        if isinstance(error, OSError):  # the disk, a file: the command could not do its job
+            _fail(str(error) or type(error).__name__, EXIT_FAILED)
+        if not isinstance(error, Exception):
+            raise
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        _fail(f"unexpected {detail} (--debug shows where; please report it)", EXIT_FAILED)

@@ -630,6 +630,7 @@ class Client:
         overwrite: bool = False,
         wait: bool = False,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        skip_not_ready: bool = False,
     ) -> AbstractAsyncContextManager[DownloadStream]:
         """Download the clips of several requests; yield each outcome as it finishes.
 
@@ -652,6 +653,7 @@ class Client:
                 overwrite=overwrite,
                 wait=wait,
                 wait_timeout=wait_timeout,
+                skip_not_ready=skip_not_ready,
             )
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
@@ -688,6 +690,7 @@ class Client:
         overwrite: bool = False,
         wait: bool = False,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        skip_not_ready: bool = False,
     ) -> DownloadReport:
         """Download every clip of several requests into ``dest/<request_id>/<clip_id>.mp4``.
 
@@ -707,15 +710,20 @@ class Client:
             overwrite: download again even when a complete copy is on disk.
             wait: wait for requests that are not completed yet (quota-aware polling).
             wait_timeout: with ``wait``, how long to wait for each request.
+            skip_not_ready: without ``wait``, download the requests that are completed and
+                report the others (queued, processing) in ``request_errors`` as a
+                :class:`RequestNotReadyError` each, instead of raising it before anything
+                is downloaded.
 
         Returns:
             A :class:`DownloadReport` with one :class:`ClipOutcome` per clip; requests that
-            could not be read (not found, failed on the server) are in ``request_errors``.
+            could not be read (not found, failed on the server, not completed with
+            ``skip_not_ready``) are in ``request_errors``.
 
         Raises:
             InvalidRequestIdError: an id is malformed (nothing is sent).
-            RequestNotReadyError: a request is not completed and ``wait`` is False (raised
-                before anything is downloaded).
+            RequestNotReadyError: a request is not completed and neither ``wait`` nor
+                ``skip_not_ready`` is set (raised before anything is downloaded).
         """
         async with self.stream_downloads(
             requests,
@@ -727,6 +735,7 @@ class Client:
             overwrite=overwrite,
             wait=wait,
             wait_timeout=wait_timeout,
+            skip_not_ready=skip_not_ready,
         ) as stream:
             async for _ in stream:
                 pass
@@ -833,9 +842,7 @@ class _WatchCalls:
         *,
         timeout: float,
     ) -> AsyncGenerator[tuple[str, WaitResult], None]:
-        waits = self._client._watcher.wait_many(
-            self._client._watch_list(requests), timeout=timeout
-        )
+        waits = self._client._watcher.wait_many(self._client._watch_list(requests), timeout=timeout)
         async with aclosing(waits):
             async for item in waits:
                 yield item

@@ -85,8 +85,14 @@ class APIStatusError(SsembleError):
         self.message = message
         self.details = details
         self.rate_limit = rate_limit
-        text = f"HTTP {status} {code}: {message}"
-        super().__init__(f"{text} {hint}".rstrip())
+        #: What to do about it, in the library's terms (one of the ``HINT_*`` texts, or "").
+        self.hint = hint
+        super().__init__(with_hint(self.problem, hint))
+
+    @property
+    def problem(self) -> str:
+        """What happened, without the hint: ``HTTP <status> <code>: <message>``."""
+        return f"HTTP {self.status} {self.code}: {self.message}"
 
 
 class BadRequestError(APIStatusError):
@@ -247,14 +253,34 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     429: RateLimitError,
 }
 
+HINT_API_KEY = (
+    "Check the API key (api_key=... or SSEMBLE_API_KEY); keys start with sk_ssemble_ and are"
+    " made at https://app.ssemble.com/api-keys."
+)
+HINT_PERMISSION = "Check the account's subscription and credit balance."
+HINT_NOT_FOUND = "Check the request id; deleted requests are gone for good."
+HINT_WRONG_BASE_URL = (
+    "The answer is not the API's error envelope: base_url (or SSEMBLE_BASE_URL) does not point"
+    " at the API; it ends in /api/v1."
+)
+HINT_QUOTA = "The quota is spent: wait for the reset time, or lower the call rate."
+HINT_SERVER = "The server or a proxy failed; retrying later usually works."
+
 _HINTS: dict[type[APIStatusError], str] = {
-    AuthenticationError: "Check the API key (SSEMBLE_API_KEY or --api-key); keys start with"
-    " sk_ssemble_ and are made at https://app.ssemble.com/api-keys.",
-    PermissionDeniedError: "Check the account's subscription and credit balance.",
-    NotFoundError: "Check the request id; deleted requests are gone for good.",
-    RateLimitError: "The quota is spent: wait for the reset time, or lower the call rate.",
-    ServerError: "The server or a proxy failed; retrying later usually works.",
+    AuthenticationError: HINT_API_KEY,
+    PermissionDeniedError: HINT_PERMISSION,
+    NotFoundError: HINT_NOT_FOUND,
+    RateLimitError: HINT_QUOTA,
+    ServerError: HINT_SERVER,
 }
+
+
+def with_hint(problem: str, hint: str) -> str:
+    """``problem`` and ``hint`` as one message, with a full stop between them."""
+    if not hint:
+        return problem
+    stop = "" if problem.endswith((".", "!", "?", ":", ";")) else "."
+    return f"{problem}{stop} {hint}"
 
 
 def snippet_of(body: bytes, limit: int = SNIPPET_CHARS) -> str:
@@ -313,6 +339,8 @@ def error_from_response(
             f"non-JSON error body ({kind}): {shown!r}" if shown else f"empty error body ({kind})"
         )
     hint = _HINTS.get(cls, "")
+    if cls is NotFoundError and parsed is None:
+        hint = HINT_WRONG_BASE_URL  # the API always answers its envelope; a 404 page is not it
     if cls is RateLimitError:
         if retry_after is None and isinstance(details, Mapping):
             value = details.get("retryAfter")

@@ -117,6 +117,7 @@ class DownloadOptions:
     overwrite: bool = False
     wait: bool = False
     wait_timeout: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
+    skip_not_ready: bool = False
 
 
 @attrs.define(eq=False)
@@ -794,7 +795,11 @@ def finished_on_disk(directory: Path) -> list[ClipOutcome] | None:
 async def _preflight(
     pipeline: _Pipeline, requests: Sequence[RequestRef]
 ) -> list[ShortsRequest | SsembleError]:
-    """Read every request before anything is downloaded; refuse the call if one is not done."""
+    """Read every request before anything is downloaded; refuse the call if one is not done.
+
+    With ``skip_not_ready``, a request that is not done is no refusal: its error takes its
+    place among the results (it ends in the report's ``request_errors``) and the others go on.
+    """
     limiter = anyio.CapacityLimiter(RESOLVE_CONCURRENCY)
     results: list[ShortsRequest | SsembleError | None] = [None] * len(requests)
     not_ready: list[RequestNotReadyError] = []
@@ -803,7 +808,10 @@ async def _preflight(
         try:
             results[index] = await pipeline.resolve(item, limiter)
         except RequestNotReadyError as exc:
-            not_ready.append(exc)
+            if pipeline.options.skip_not_ready:
+                results[index] = _detached(exc)
+            else:
+                not_ready.append(exc)
         except SsembleError as exc:
             results[index] = _detached(exc)
 

@@ -850,6 +850,11 @@ class FakeSsembleAPI:
         except _ApiError as exc:
             response = exc.response()
         except web.HTTPException as exc:  # no such route or method
+            if not request.path.startswith(_PREFIX + "/"):
+                # outside the API root the web server answers, not the API: no envelope
+                page = f"<!DOCTYPE html><title>Error</title><pre>Cannot {request.method}"
+                page += f" {request.path}</pre>"
+                return _raw(exc.status, page.encode(), "text/html", {"Date": self._http_date()})
             code = "resource_not_found" if exc.status == 404 else "invalid_request"
             response = _ApiError(exc.status, code, exc.reason).response()
         self._dispatch_due()  # a read may have ended a job: start its webhook (in a task)

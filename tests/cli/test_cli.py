@@ -283,7 +283,8 @@ async def test_download_exit_codes(fake_ssemble: FakeSsembleAPI, tmp_path: Path)
     running = fake_ssemble.add_job(FakeJob(reads_per_step=100))
     not_ready = await ssemble("download", running, "-o", str(tmp_path), fake=fake_ssemble)
     assert not_ready.code == 1
-    assert_one_line_error(not_ready, "wait=True")
+    assert not_ready.err.startswith(f"ssemble: not_ready: request {running} is queued")
+    assert "add --wait" in not_ready.err and len(not_ready.err.splitlines()) == 1
     none = await ssemble("download", "-o", str(tmp_path), fake=fake_ssemble)
     assert none.code == 2
 
