@@ -82,6 +82,8 @@ __all__ = ["main"]
 
 PROG = "ssemble"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The clip states that leave a file on disk.
+ON_DISK = (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT)
 MiB = 1024 * 1024
 
 
@@ -294,6 +296,11 @@ class Output:
         if not self.quiet:
             self.console.print(*objects)
 
+    def result(self, text: str) -> None:
+        """An essential result, printed even with ``-q``: one value per line, never wrapped
+        (an id or a path is copied whole)."""
+        print(text, flush=True)
+
 
 class Notices:
     """One-line notes on stderr (``ssemble: ...``), each said once per run.
@@ -443,6 +450,8 @@ async def download_with_display(
                 if display is None and not out.quiet and not out.as_json:
                     note = f"  ({outcome.message})" if outcome.message else ""
                     print(f"{outcome.state.value:<16} {outcome.path}{note}", flush=True)
+                elif out.quiet and not out.as_json and outcome.state in ON_DISK:
+                    out.result(str(outcome.path))  # the essential result: a file on disk
             watchers.cancel_scope.cancel()
         report = stream.report()
         final = stream.statistics()
@@ -613,6 +622,8 @@ async def run_create(client: Client, args: argparse.Namespace, out: Output) -> i
     created = await client.create_short(**options)
     if out.as_json:
         out.json(created)
+    elif out.quiet:
+        out.result(created.request_id)
     else:
         out.print(f"created request {created.request_id} ({created.status_raw})")
         if created.estimated_time:
@@ -632,6 +643,10 @@ async def run_list(client: Client, args: argparse.Namespace, out: Output) -> int
             break
     if out.as_json:
         out.json(items)
+        return EXIT_OK
+    if out.quiet:
+        for item in items:
+            out.result(item.request_id)
         return EXIT_OK
     table = Table(title=f"{len(items)} requests")
     for column in ("request", "status", "progress", "created", "source"):

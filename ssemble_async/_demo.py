@@ -149,7 +149,9 @@ async def run_fake_server(args: argparse.Namespace, out: Output) -> int:
             out.json(info)
         else:
             out.print(f"fake Ssemble API at {fake.base_url} (clip host {fake.clip_base_url})")
-            out.print(f"export SSEMBLE_BASE_URL={fake.base_url} SSEMBLE_API_KEY={fake.api_key}")
+            # plain lines, never wrapped at the terminal's width: they are pasted whole
+            print(f"export SSEMBLE_BASE_URL={fake.base_url}", flush=True)
+            print(f"export SSEMBLE_API_KEY={fake.api_key}", flush=True)
             out.print("completed requests: " + " ".join(jobs))
             out.print("Ctrl-C stops it.")
         await anyio.sleep_forever()
