@@ -33,6 +33,7 @@ from ssemble_async._converter import (
 )
 from ssemble_async._download_models import DownloadReport
 from ssemble_async._errors import (
+    HINT_WRONG_BASE_URL,
     ConfigurationError,
     InvalidArgumentError,
     InvalidRequestIdError,
@@ -445,8 +446,9 @@ class Client:
         rid = validate_request_id(request_id)
         try:
             await self._api.request("DELETE", f"/shorts/{rid}")
-        except NotFoundError:
-            if not missing_ok:
+        except NotFoundError as exc:
+            # a 404 that is not the API's envelope is a wrong base_url, never a request gone
+            if not missing_ok or exc.hint == HINT_WRONG_BASE_URL:
                 raise
 
     def list_requests(

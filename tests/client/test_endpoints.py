@@ -202,6 +202,15 @@ async def test_delete_in_both_styles(style: str) -> None:
         await client.delete_request(rid, missing_ok=True)
 
 
+async def test_missing_ok_never_hides_a_wrong_base_url(fake_ssemble: FakeSsembleAPI) -> None:
+    rid = fake_ssemble.add_job(FakeJob())
+    wrong = fake_ssemble.base_url.removesuffix("/api/v1")  # the API root forgotten
+    async with Client(fake_ssemble.api_key, base_url=wrong) as client:
+        with pytest.raises(NotFoundError, match="base_url"):
+            await client.delete_request(rid, missing_ok=True)
+    assert rid in fake_ssemble.jobs
+
+
 @pytest.mark.parametrize("style", ["docs", "plan"])
 async def test_list_requests_pages_through_everything(style: str) -> None:
     async with (
