@@ -30,10 +30,10 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 import anyio
 import attrs
@@ -521,11 +521,23 @@ def _ids_in(text: str) -> list[str]:
     return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
+def _id_column(table: Table, name: str, ids: Iterable[str]) -> None:
+    """A column of ids: never cut or wrapped (the one value people copy); others shrink."""
+    table.add_column(name, no_wrap=True, min_width=max((len(i) for i in ids), default=0))
+
+
+def _text_column(table: Table, name: str, *, justify: Literal["left", "right"] = "left") -> None:
+    """A column that gives way to the ids on a narrow terminal (wrapped, or cut with an
+    ellipsis where a word is too long)."""
+    table.add_column(name, justify=justify, overflow="ellipsis")
+
+
 def _request_table(request: ShortsRequest) -> Table:
     heading = f"{request.title or 'Request'} ({request.request_id}, {request.status_raw})"
     table = Table(title=heading)
-    for column in ("score", "title", "duration", "state", "clip"):
-        table.add_column(column, justify="right" if column in ("score", "duration") else "left")
+    for column in ("score", "title", "duration", "state"):
+        _text_column(table, column, justify="right" if column in ("score", "duration") else "left")
+    _id_column(table, "clip", (short.id for short in request.shorts))
     for short in request.shorts_by_score():
         state = "error" if short.error else "recompiling" if short.recompiling else "ready"
         if short.error and short.error_message:
@@ -649,8 +661,9 @@ async def run_list(client: Client, args: argparse.Namespace, out: Output) -> int
             out.result(item.request_id)
         return EXIT_OK
     table = Table(title=f"{len(items)} requests")
-    for column in ("request", "status", "progress", "created", "source"):
-        table.add_column(column)
+    _id_column(table, "request", (item.request_id for item in items))
+    for column in ("status", "progress", "created", "source"):
+        _text_column(table, column)
     for item in items:
         created = "" if item.created_at is None else f"{item.created_at:%Y-%m-%d %H:%M}"
         progress = "" if item.progress is None else f"{item.progress:g}%"

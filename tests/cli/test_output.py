@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import environment, ssemble
+from ._support import environment, run_in_pty, ssemble
 
 pytestmark = pytest.mark.anyio
 
@@ -73,3 +74,25 @@ async def test_quiet_download_prints_the_file_paths(
     paths = result.out.splitlines()
     assert sorted(paths) == sorted(str(p) for p in tmp_path.rglob("*.mp4"))
     assert len(paths) == 2  # the error clip has no file
+
+
+async def test_ids_are_never_cut_on_an_80_column_terminal() -> None:
+    long_title = "A Very Long Clip Title That Goes On And On Past Any Reasonable Width"
+    async with FakeSsembleAPI() as fake:
+        clips = tuple(FakeClip(title=long_title, size=4096) for _ in range(3))
+        rids = [
+            fake.add_job(
+                FakeJob(steps=(), clips=clips, url="https://www.youtube.com/watch?v=" + "x" * 60)
+            )
+            for _ in range(3)
+        ]
+        env = environment(fake, TERM="xterm-256color", COLUMNS="80", LINES="40")
+        code, listed = await anyio.to_thread.run_sync(run_in_pty, ["list"], env)
+        assert code == 0, listed
+        code, shown = await anyio.to_thread.run_sync(run_in_pty, ["get", rids[0]], env)
+        assert code == 0, shown
+    for rid in rids:
+        assert rid in listed  # whole, on one line
+    for clip_id in fake.jobs[rids[0]].clips:
+        assert clip_id in shown
+    assert "…" in listed or "..." in listed  # the URLs gave way instead
