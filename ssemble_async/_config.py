@@ -97,15 +97,16 @@ class QuotaPolicy:
 
 @attrs.frozen(kw_only=True)
 class PollPolicy:
-    """How :meth:`Client.wait_for_completion` spaces its status calls.
+    """How the client's watcher spaces its rounds (every wait of a client shares them).
 
-    The interval starts at ``initial``, grows by ``factor`` each poll up to ``maximum``, and
-    is stretched further when the hourly quota would not last until its reset otherwise.
+    The interval starts at ``initial``, grows by ``factor`` each round up to ``maximum``, and
+    is stretched further when the hourly quota, less the final read each waiting job still
+    needs, would not last until its reset otherwise.
 
     Attributes:
         initial: first interval, seconds.
         maximum: longest interval while the quota is healthy, seconds.
-        factor: growth per poll.
+        factor: growth per round.
         reserve: calls of the hourly quota kept back for what follows the wait.
     """
 
