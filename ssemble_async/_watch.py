@@ -397,10 +397,10 @@ class Watcher:
         while True:
             if on_progress is not None:
                 for entry in entries:
-                    while reported.get(entry.request_id, 0) < len(entry.statuses):
-                        status = entry.statuses[reported.get(entry.request_id, 0)]
-                        reported[entry.request_id] = reported.get(entry.request_id, 0) + 1
-                        outcome = on_progress(status)
+                    # (statuses may be added while a callback awaits: read the length anew)
+                    while (seen := reported.get(entry.request_id, 0)) < len(entry.statuses):
+                        reported[entry.request_id] = seen + 1
+                        outcome = on_progress(entry.statuses[seen])
                         if inspect.isawaitable(outcome):
                             await outcome
             if done():
