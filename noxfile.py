@@ -54,6 +54,7 @@ def bench(session: nox.Session) -> None:
     Arguments after ``--`` go to benchmarks/download.py (e.g. ``-- --quick --repeat 3``).
     """
     session.install("-e", ".")
+    session.run("python", "benchmarks/startup.py")
     session.run("python", "benchmarks/parsing.py")
     session.run("python", "benchmarks/quota.py")
     session.run("python", "benchmarks/download.py", *session.posargs)

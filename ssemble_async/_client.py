@@ -23,7 +23,6 @@ from ssemble_async._config import (
 )
 from ssemble_async._converter import (
     PageStep,
-    is_hex24,
     parse_created,
     parse_page,
     parse_shorts_request,
@@ -42,6 +41,7 @@ from ssemble_async._errors import (
 )
 from ssemble_async._governor import LocalGovernor
 from ssemble_async._http import APISession, Response, Secret
+from ssemble_async._ids import is_hex24
 from ssemble_async._models import (
     CreatedRequest,
     GameVideo,

@@ -12,7 +12,6 @@ import datetime as dt
 import enum
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -22,6 +21,7 @@ from cattrs.errors import IterableValidationNote
 from cattrs.gen import make_dict_structure_fn
 
 from ssemble_async._errors import ResponseValidationError, snippet_of
+from ssemble_async._ids import is_hex24
 from ssemble_async._models import (
     DEFAULT_TEMPLATE_ID,
     DEFAULT_TEMPLATE_NAME,
@@ -473,14 +473,6 @@ def step_after_page(
     else:
         more = len(page.items) >= (paging.limit or requested)
     return PageStep.NEXT if more else PageStep.LAST
-
-
-_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
-
-
-def is_hex24(value: str) -> bool:
-    """True when ``value`` is exactly 24 hexadecimal characters."""
-    return _HEX24.fullmatch(value) is not None
 
 
 #: The largest webhook body accepted (a delivery lists a few reduced clips).

@@ -343,7 +343,9 @@ def round_interval(
     stretched so that the calls left, less the final read each of the ``owed`` jobs still
     needs and ``policy.reserve``, last until the reset; it is never stretched past the reset
     (the budget refills then), and never below one round per 5 minutes (the shortest
-    render) while the window has calls for it at all.
+    render; give or take two seconds: a second's doubt about the reset adds no round, and a
+    round due within a margin of the reset moves to one margin after it) while the window
+    has calls for it at all.
     """
     growth = min(policy.maximum, policy.initial * policy.factor ** min(rounds, 64))
     available = budget.available()

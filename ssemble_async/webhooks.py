@@ -41,7 +41,7 @@ from anyio.abc import TaskGroup
 from ssemble_async import _clock
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy
-from ssemble_async._converter import MAX_WEBHOOK_BYTES, is_hex24, parse_webhook
+from ssemble_async._converter import MAX_WEBHOOK_BYTES, parse_webhook
 from ssemble_async._download_models import DownloadReport
 from ssemble_async._errors import (
     AuthenticationError,
@@ -51,6 +51,7 @@ from ssemble_async._errors import (
     SsembleError,
 )
 from ssemble_async._governor import PAST_DEADLINE
+from ssemble_async._ids import is_hex24
 from ssemble_async._manifest import JOURNAL, MANIFEST
 from ssemble_async._models import RequestState, ShortsRequest, WebhookEvent, WebhookShort
 from ssemble_async._pipeline import finished_on_disk

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ssemble_async._cli import build_parser
+from ssemble_async._cli._parser import build_parser
 from ssemble_async.testing import ApiFault, FakeClip, FakeJob, FakeSsembleAPI
 
 from ._support import Result, assert_one_line_error, environment, ssemble

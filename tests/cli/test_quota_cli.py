@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ssemble_async._cli import (
+from ssemble_async._cli._app import (
     SavedQuota,
     _clock_time,
     load_quota,
