@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="runs per case (default: 15)")
     options = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name, _, _ in CASES}
-    for name, argv, _ in CASES:  # warm the file cache and the .pyc files
+    for _name, argv, _ in CASES:  # warm the file cache and the .pyc files
         once(argv)
     for _ in range(options.repeat):
         for name, argv, _ in CASES:
