@@ -7,7 +7,8 @@ from pathlib import Path
 
 import anyio
 
-from ssemble_async._cli._app import Output, download_with_display, wait_with_progress
+from ssemble_async._cli._app import wait_with_progress
+from ssemble_async._cli._output import Output, download_with_display
 from ssemble_async._client import Client
 from ssemble_async._config import ConnectionSettings, PollPolicy
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import enum
 import hashlib
 import json
 import logging
@@ -28,44 +27,34 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 import anyio
 import attrs
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from ssemble_async import _clock
+from ssemble_async._cli._output import (
+    NoticeHandler,
+    Output,
+    _score,
+    download_with_display,
+    notices,
+)
 from ssemble_async._cli._parser import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     PROG,
-    MiB,
     UsageError,
     _fail,
 )
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy, QuotaPolicy
-from ssemble_async._converter import converter
-from ssemble_async._download_models import ClipState, DownloadReport, DownloadStats
 from ssemble_async._errors import (
     HINT_API_KEY,
     HINT_NOT_FOUND,
@@ -83,14 +72,10 @@ from ssemble_async._errors import (
 )
 from ssemble_async._governor import PAST_DEADLINE, LocalGovernor
 from ssemble_async._models import GameVideo, MemeHook, MusicTrack, RequestStatus, ShortsRequest
-from ssemble_async._pipeline import DownloadStream
 from ssemble_async._quota import QuotaBudget
 from ssemble_async._ratelimit import RateLimit
 
 __all__ = ["run_command"]
-
-#: The clip states that leave a file on disk.
-ON_DISK = (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT)
 
 
 logger = logging.getLogger("ssemble_async")
@@ -98,276 +83,6 @@ logger = logging.getLogger("ssemble_async")
 
 class CommandError(Exception):
     """A command that ran and could not do its job (exit 1)."""
-
-
-# -- output ---------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def emit_json(value: Any, out: TextIO) -> None:
-    """Write a model (or plain data) as JSON to ``out``."""
-    data = converter.unstructure(value)
-    out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
-
-
-def report_as_data(
-    report: DownloadReport, describe: Callable[[BaseException], str] = str
-) -> dict[str, Any]:
-    """The download report as JSON-ready data (``describe`` words the request errors)."""
-    return {
-        "ok": report.ok,
-        "counts": {state.value: count for state, count in report.counts().items()},
-        "transferred": report.transferred,
-        "outcomes": [
-            {
-                "request_id": o.request_id,
-                "clip_id": o.clip_id,
-                "state": o.state.value,
-                "path": None if o.path is None else str(o.path),
-                "size": o.size,
-                "transferred": o.transferred,
-                "title": o.title,
-                "viral_score": o.viral_score,
-                "message": o.message,
-            }
-            for o in report.outcomes
-        ],
-        "request_errors": {
-            rid: {
-                "error": type(error).__name__,
-                "state": "not_ready" if isinstance(error, RequestNotReadyError) else "error",
-                "message": describe(error),
-            }
-            for rid, error in report.request_errors.items()
-        },
-    }
-
-
-def _size(count: int) -> str:
-    if count >= MiB:
-        return f"{count / MiB:.1f} MiB"
-    if count >= 1024:
-        return f"{count / 1024:.0f} KiB"
-    return f"{count} B"
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def summary_table(report: DownloadReport) -> Table:
-    """The end-of-download table: one row per clip, best first."""
-    table = Table(title="Clips", title_justify="left")
-    for column in ("score", "title", "state", "size"):
-        table.add_column(column, justify="right" if column in ("score", "size") else "left")
-    table.add_column("file", overflow="fold")
-    ordered = sorted(report.outcomes, key=lambda o: -(o.viral_score or 0.0))
-    for o in ordered:
-        detail = o.state.value if not o.message else f"{o.state.value}: {o.message}"
-        table.add_row(
-            _score(o.viral_score),
-            o.title,
-            detail,
-            _size(o.size) if o.size else "",
-            _shown_path(o.path) if o.size else "",
-        )
-    return table
-
-
-def _shown_path(path: Path | None) -> str:
-    if path is None:
-        return ""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def counts_line(stats: DownloadStats) -> str:
-    """Clips by state, for the live display and the final line."""
-    states = stats.states
-    parts = [
-        f"downloaded {states.get(ClipState.DOWNLOADED, 0)}",
-        f"present {states.get(ClipState.ALREADY_PRESENT, 0)}",
-        f"skipped {states.get(ClipState.SKIPPED_ERROR, 0)}",
-        f"not ready {states.get(ClipState.NOT_READY, 0)}",
-        f"failed {states.get(ClipState.FAILED, 0)}",
-        f"in flight {len(stats.in_flight)}",
-        f"queued {stats.queued}",
-        f"re-rendering {stats.waiting}",
-    ]
-    return " · ".join(parts)
-
-
-class LiveDisplay:
-    """Overall bytes, speed and ETA, a bar per active clip, and counts by state."""
-
-    def __init__(self, console: Console, stream: DownloadStream) -> None:
-        self._stream = stream
-        self._counts = Text()
-        self._overall = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=None),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self._clips = Progress(
-            TextColumn("  {task.description}", style="dim"),
-            BarColumn(bar_width=30),
-            DownloadColumn(binary_units=True),
-            console=console,
-        )
-        self._total = self._overall.add_task("all clips", total=None)
-        self._tasks: dict[tuple[str, str], TaskID] = {}
-        self.live = Live(
-            Group(self._overall, self._clips, self._counts),
-            console=console,
-            refresh_per_second=10,
-            transient=False,
-        )
-
-    def update(self) -> None:
-        stats = self._stream.statistics()
-        self._overall.update(
-            self._total, completed=stats.bytes_done, total=stats.bytes_expected or None
-        )
-        active = {(t.request_id, t.clip_id): t for t in stats.in_flight}
-        for key in list(self._tasks):
-            if key not in active:
-                self._clips.remove_task(self._tasks.pop(key))
-        for key, transfer in active.items():
-            if key not in self._tasks:
-                title = (transfer.title or transfer.clip_id)[:40]
-                self._tasks[key] = self._clips.add_task(title, total=transfer.total)
-            self._clips.update(self._tasks[key], completed=transfer.done, total=transfer.total)
-        self._counts.plain = counts_line(stats)
-
-
-@asynccontextmanager
-async def _refreshing(display: LiveDisplay | None) -> AsyncIterator[None]:
-    if display is None:
-        yield
-        return
-    with display.live:
-        async with anyio.create_task_group() as task_group:
-
-            async def tick() -> None:
-                while True:
-                    display.update()
-                    await anyio.sleep(0.1)
-
-            task_group.start_soon(tick)
-            try:
-                yield
-            finally:
-                task_group.cancel_scope.cancel()
-        display.update()
-        display.live.refresh()
-
-
-class Output:
-    """Where a command writes: JSON, a terminal with live displays, or plain lines."""
-
-    def __init__(self, *, as_json: bool, quiet: bool) -> None:
-        self.as_json = as_json
-        self.quiet = quiet
-        self.console = Console(highlight=False, soft_wrap=False)
-        if not self.console.is_terminal:  # a log or a pipe: long lines beat wrapped tables
-            self.console = Console(highlight=False, soft_wrap=False, width=200)
-        self.live = self.console.is_terminal and not quiet and not as_json
-        #: One line for an error; ``main`` sets one that knows the command line's flags.
-        self.describe_error: Callable[[BaseException], str] = str
-
-    def json(self, value: Any) -> None:
-        emit_json(value, sys.stdout)
-
-    def print(self, *objects: Any) -> None:
-        if not self.quiet:
-            self.console.print(*objects)
-
-    def result(self, text: str) -> None:
-        """An essential result, printed even with ``-q``: one value per line, never wrapped
-        (an id or a path is copied whole)."""
-        print(text, flush=True)
-
-
-class Notices:
-    """One-line notes on stderr (``ssemble: ...``), each said once per run.
-
-    A quota wait is told once however many tasks wait for it ("quota spent; waiting until
-    22:00 UTC (19 min)"): a note naming a reset within a minute of one already told is the
-    same wait. Anything else is told once per text. ``sys.stderr`` is looked up for every
-    line, so that a live display on a terminal (which redirects it) prints the note above
-    itself.
-    """
-
-    _QUOTA_WAIT = re.compile(r"^quota spent; waiting until (?P<until>.+) \(\d+ min\)$")
-    _CLOCK = re.compile(r"(?P<hour>\d\d):(?P<minute>\d\d) UTC$")
-
-    def __init__(self) -> None:
-        self._said: set[str] = set()
-        self._waits: list[int | None] = []
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._said.clear()
-            self._waits.clear()
-
-    def _told_wait(self, until: str) -> bool:
-        """Whether a wait for the same reset was told; remembers this one if not."""
-        clock = self._CLOCK.search(until)
-        minute = int(clock["hour"]) * 60 + int(clock["minute"]) if clock else None
-        for told in self._waits:
-            if told is None or minute is None:
-                return True
-            apart = abs(told - minute) % 1440
-            if min(apart, 1440 - apart) <= 1:
-                return True
-        self._waits.append(minute)
-        return False
-
-    def say(self, text: str) -> None:
-        """Print ``ssemble: text`` on stderr unless this run said it already."""
-        wait = self._QUOTA_WAIT.match(text)
-        with self._lock:
-            if wait is not None:
-                if self._told_wait(wait["until"]):
-                    return
-            elif text in self._said:
-                return
-            else:
-                self._said.add(text)
-        print(f"{PROG}: {text}", file=sys.stderr, flush=True)
-
-
-notices = Notices()
-
-
-class NoticeHandler(logging.Handler):
-    """Sends the library's warnings to :data:`notices`: the message only, no traceback."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            notices.say(record.getMessage())
-        except Exception:  # a logging handler never raises into the code that logs
-            self.handleError(record)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -434,72 +149,6 @@ async def run_download(client: Client, args: argparse.Namespace, out: Output) ->
         wait=args.wait,
         skip_not_ready=not args.wait,  # download what is ready, report the others not_ready
     )
-
-
-async def download_with_display(
-    client: Client,
-    requests: Sequence[str | ShortsRequest],
-    dest: Path,
-    out: Output,
-    **options: Any,
-) -> int:
-    """Download with the live display (or plain lines, or JSON); return the exit code."""
-    async with client.stream_downloads(requests, dest, **options) as stream:
-        display = LiveDisplay(out.console, stream) if out.live else None
-        async with _refreshing(display), anyio.create_task_group() as watchers:
-            watchers.start_soon(_announce_busy_folders, stream)
-            async for outcome in stream:
-                if display is None and not out.quiet and not out.as_json:
-                    note = f"  ({outcome.message})" if outcome.message else ""
-                    print(f"{outcome.state.value:<16} {outcome.path}{note}", flush=True)
-                elif out.quiet and not out.as_json and outcome.state in ON_DISK:
-                    out.result(str(outcome.path))  # the essential result: a file on disk
-            watchers.cancel_scope.cancel()
-        report = stream.report()
-        final = stream.statistics()
-    return _finish_download(report, final, out)
-
-
-async def _announce_busy_folders(stream: DownloadStream) -> None:
-    """Say on stderr, once per folder, that another run is writing it and this one waits."""
-    told: set[Path] = set()
-    while True:
-        for folder in stream.statistics().folders_busy:
-            if folder not in told:
-                told.add(folder)
-                notices.say(f"another download is writing into {folder}; waiting for it to finish")
-        await anyio.sleep(0.2)
-
-
-def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) -> int:
-    if out.as_json:
-        out.json(report_as_data(report, out.describe_error))
-    else:
-        if report.outcomes:
-            out.print(summary_table(report))
-        quota_errors = {
-            rid: error
-            for rid, error in report.request_errors.items()
-            if isinstance(error, RateLimitError)
-        }
-        for rid, error in report.request_errors.items():
-            if rid in quota_errors:
-                continue
-            line = out.describe_error(error)
-            if isinstance(error, RequestNotReadyError):
-                line = f"not_ready: {line}"
-            elif rid not in line:
-                line = f"request {rid}: {line}"
-            print(f"{PROG}: {line}", file=sys.stderr)
-        if quota_errors:  # one line for all of them: they share one cause and one remedy
-            rid, error = next(iter(quota_errors.items()))
-            which = f"request {rid}" if len(quota_errors) == 1 else f"{len(quota_errors)} requests"
-            print(
-                f"{PROG}: error: {which} not read: {out.describe_error(error)}",
-                file=sys.stderr,
-            )
-        out.print(f"{counts_line(stats)} · {_size(report.transferred)} transferred")
-    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _collect_ids(args: argparse.Namespace) -> list[str]:

@@ -17,10 +17,10 @@ from ssemble_async._cli._app import (
     SavedQuota,
     _clock_time,
     load_quota,
-    notices,
     quota_cache_file,
     save_quota,
 )
+from ssemble_async._cli._output import notices
 from ssemble_async.testing import ApiFault, FakeClip, FakeJob, FakeSsembleAPI
 
 from ._support import ESC, Result, assert_one_line_error, environment, run_in_pty, ssemble
