@@ -10,6 +10,8 @@ payload carries no signature, and every delivery is confirmed with one ``GET /sh
 anyway. Needs ``SSEMBLE_API_KEY``.
 """
 
+# not-run: a server that runs until Ctrl-C; tests/docs/test_examples.py serves it
+
 from __future__ import annotations
 
 import secrets

@@ -6,6 +6,8 @@ to :meth:`WebhookReceiver.deliver`, which answers at once and does the work (one
 ``GET /shorts/:id``, then the download) in the receiver's own task group.
 """
 
+# not-run: needs starlette, which is not a dependency of the package
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

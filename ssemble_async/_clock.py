@@ -1,11 +1,11 @@
 """Time for the whole package: the one place that sleeps, and the switch that skips waits.
 
-Backoff, quota waits and polling all sleep through :func:`sleep`. With
-:func:`instant_waits` on, waits are skipped by a discrete-event clock: when every task of
-the event loop is asleep (nothing ran for a moment), the clock jumps to the earliest
-wake-up and wakes the tasks due then. Sleeps that overlap in time overlap on this clock
+Backoff, quota waits and polling all sleep through `sleep()`. With
+[`instant_waits()`][ssemble_async.instant_waits] on, waits are skipped by a discrete-event clock:
+when every task of the event loop is asleep (nothing ran for a moment), the clock jumps to the
+earliest wake-up and wakes the tasks due then. Sleeps that overlap in time overlap on this clock
 too: eight tasks each sleeping 10 s move it by 10 s, not 80 s. Timeouts and deadlines
-measured with :func:`monotonic` and :func:`utcnow` behave as if the time had passed.
+measured with `monotonic()` and `utcnow()` behave as if the time had passed.
 """
 
 from __future__ import annotations
@@ -186,17 +186,17 @@ async def sleep(seconds: float) -> None:
 
 
 async def sleep_until(deadline: float) -> None:
-    """Wait until :func:`monotonic` reaches ``deadline``."""
+    """Wait until `monotonic()` reaches ``deadline``."""
     await sleep(deadline - monotonic())
 
 
 @contextmanager
 def cancel_at(deadline: float | None) -> Iterator[anyio.CancelScope]:
-    """A cancel scope that ends the block when :func:`monotonic` reaches ``deadline``.
+    """A cancel scope that ends the block when `monotonic()` reaches ``deadline``.
 
     None: no deadline. Unlike ``anyio.fail_after``, the deadline is on the package's clock,
-    so it holds under :func:`instant_waits`; ``scope.cancelled_caught`` tells whether it
-    ended the block.
+    so it holds under [`instant_waits()`][ssemble_async.instant_waits]; ``scope.cancelled_caught``
+    tells whether it ended the block.
     """
     if deadline is None:
         with anyio.CancelScope() as scope:
@@ -226,10 +226,12 @@ class instant_waits:
     """Make every wait of ssemble_async (retry backoff, quota waits, polling) instant.
 
     For users' tests. Call it to switch, or use it as a context manager to switch back on
-    exit::
+    exit:
 
-        with ssemble_async.instant_waits():
-            await client.wait_for_completion(request_id)
+    ```python
+    with ssemble_async.instant_waits():
+        await client.wait_for_completion(request_id)
+    ```
 
     Waits are skipped by a virtual clock that jumps to the earliest wake-up whenever every
     task of the event loop is asleep, so concurrent waits overlap as they would in real

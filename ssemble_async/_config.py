@@ -87,7 +87,8 @@ class QuotaPolicy:
 
     Attributes:
         on_exhausted: ``"wait"`` for the reset before sending, or ``"raise"``
-            :class:`RateLimitError` at once. Either way no call the server would refuse is sent.
+            [`RateLimitError`][ssemble_async.RateLimitError] at once. Either way no call the server
+            would refuse is sent.
         max_wait: the longest quota wait, seconds; a longer one raises instead.
     """
 
@@ -156,8 +157,8 @@ def _check_proxy(_: object, attribute: attrs.Attribute[str | None], value: str |
 class ConnectionSettings:
     """How one HTTP session connects: proxy, TLS verification and connections per host.
 
-    :class:`Client` has two sessions, each with its own settings: ``connection=`` for the
-    API calls and ``download_connection=`` for the clip downloads. The proxy of a request is
+    [`Client`][ssemble_async.Client] has two sessions, each with its own settings: ``connection=``
+    for the API calls and ``download_connection=`` for the clip downloads. The proxy of a request is
     chosen by the rules of ``curl``: ``proxy`` when given; else, with ``trust_env``, the
     ``http_proxy`` or ``https_proxy`` variable for the URL's scheme, else ``all_proxy``,
     unless the host is listed in ``no_proxy``. The variables are read in lower case first,

@@ -1,25 +1,27 @@
 """The exceptions of ssemble_async, and the pure mapping from an HTTP error to one of them.
 
-The tree::
+The tree:
 
-    SsembleError
-    ├── APIStatusError                 the API answered with an error status
-    │   ├── BadRequestError            400
-    │   ├── AuthenticationError        401
-    │   ├── PermissionDeniedError      403 (subscription_required, insufficient_credits)
-    │   ├── NotFoundError              404
-    │   ├── RateLimitError             429, or a call held back because the quota is spent
-    │   └── ServerError                5xx, including a proxy's HTML error page
-    ├── APIConnectionError             the API could not be reached
-    │   └── APITimeoutError            ... or did not answer in time
-    ├── ResponseValidationError        a body that cannot be parsed into the expected model
-    ├── ConfigurationError             (also ValueError) no API key, a bad base URL
-    ├── InvalidArgumentError           (also ValueError) an argument refused before sending
-    │   └── InvalidRequestIdError      a request id that is not 24 hexadecimal characters
-    ├── RequestFailedError             a job ended ``failed`` or ``cancelled``
-    ├── RequestNotReadyError           a job is not completed and waiting was not asked for
-    ├── WaitTimeoutError               (also TimeoutError) waiting for a job took too long
-    └── DownloadError                  a clip could not be downloaded
+```text
+SsembleError
+├── APIStatusError                 the API answered with an error status
+│   ├── BadRequestError            400
+│   ├── AuthenticationError        401
+│   ├── PermissionDeniedError      403 (subscription_required, insufficient_credits)
+│   ├── NotFoundError              404
+│   ├── RateLimitError             429, or a call held back because the quota is spent
+│   └── ServerError                5xx, including a proxy's HTML error page
+├── APIConnectionError             the API could not be reached
+│   └── APITimeoutError            ... or did not answer in time
+├── ResponseValidationError        a body that cannot be parsed into the expected model
+├── ConfigurationError             (also ValueError) no API key, a bad base URL
+├── InvalidArgumentError           (also ValueError) an argument refused before sending
+│   └── InvalidRequestIdError      a request id that is not 24 hexadecimal characters
+├── RequestFailedError             a job ended ``failed`` or ``cancelled``
+├── RequestNotReadyError           a job is not completed and waiting was not asked for
+├── WaitTimeoutError               (also TimeoutError) waiting for a job took too long
+└── DownloadError                  a clip could not be downloaded
+```
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ class APIStatusError(SsembleError):
         self.message = message
         self.details = details
         self.rate_limit = rate_limit
-        #: What to do about it, in the library's terms (one of the ``HINT_*`` texts, or "").
         self.hint = hint
+        """What to do about it, in the library's terms (one of the ``HINT_*`` texts, or "")."""
         super().__init__(with_hint(self.problem, hint))
 
     @property

@@ -1,8 +1,8 @@
-"""The in-process :class:`QuotaGovernor`: one budget for every task of one client.
+"""The in-process `QuotaGovernor`: one budget for every task of one client.
 
-It only acts on the pure decisions of :mod:`ssemble_async._quota`: asks
-:func:`next_call_delay` before each call, sleeps when told to, and folds each answer in
-with :func:`settle`.
+It only acts on the pure decisions of `ssemble_async._quota`: asks
+`next_call_delay()` before each call, sleeps when told to, and folds each answer in
+with `settle()`.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class LocalGovernor:
     async def acquire(
         self, priority: Priority = Priority.URGENT, *, deadline: float | None = None
     ) -> Lease:
-        """Wait until a call of ``priority`` may go; see :class:`QuotaGovernor`."""
+        """Wait until a call of ``priority`` may go; see `QuotaGovernor`."""
         while True:
             now = _clock.utcnow()
             self._budget = refill(self._budget, now)

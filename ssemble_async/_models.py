@@ -1,7 +1,7 @@
 """The response models: frozen, keyword-only attrs classes with snake_case attributes.
 
 Wire names (camelCase, ``_id``, the variants of section 6 of the API reference) are mapped
-in :mod:`ssemble_async._converter`; these classes know nothing of JSON.
+in `ssemble_async._converter`; these classes know nothing of JSON.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ class ShortsRequest:
 
     @property
     def id(self) -> str:
-        """The request id (same as :attr:`request_id`)."""
+        """The request id (same as ``request_id``)."""
         return self.request_id
 
     def shorts_by_score(self) -> list[Short]:

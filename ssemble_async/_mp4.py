@@ -20,7 +20,7 @@ MAX_TOP_LEVEL_BOXES = 4096
 
 
 class Mp4Layout(enum.Enum):
-    """The verdict of :func:`mp4_layout`."""
+    """The verdict of `mp4_layout()`."""
 
     COMPLETE = "complete"
     """The top-level boxes end exactly at the end of the file; the index (``moov``) and the

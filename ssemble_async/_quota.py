@@ -2,11 +2,11 @@
 
 The API allows a number of calls per hourly window (100 on the standard tier) and says, in
 the ``X-RateLimit-*`` headers of each answer, how many are left and when the window resets.
-A :class:`QuotaBudget` is what a client knows of that: the last figures, corrected by its own
-count, the calls in flight, and the offset between its clock and the server's. The I/O
-side (:class:`QuotaGovernor` implementations) holds one, asks :func:`next_call_delay`
-before each call and folds each answer in with :func:`settle`; the watcher spaces its rounds
-with :func:`round_interval`.
+A [`QuotaBudget`][ssemble_async.QuotaBudget] is what a client knows of that: the last figures,
+corrected by its own count, the calls in flight, and the offset between its clock and the server's.
+The I/O side ([`QuotaGovernor`][ssemble_async.QuotaGovernor] implementations) holds one, asks
+`next_call_delay()` before each call and folds each answer in with `settle()`; the watcher spaces
+its rounds with `round_interval()`.
 
 Rules:
 
@@ -22,7 +22,7 @@ Rules:
 - Priorities: a call for a running transfer (or the caller's own) may spend the last call;
   re-checks of re-rendering clips leave a few for those, and are spread evenly until the
   reset; the watcher spaces its rounds to leave the one final read each waiting job still
-  owes (:func:`round_interval`).
+  owes (`round_interval()`).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class CallResult:
 
 @attrs.frozen
 class Delay:
-    """The answer of :func:`next_call_delay`.
+    """The answer of `next_call_delay()`.
 
     Attributes:
         seconds: 0 to call now; else the wait before asking again (None: until a call in
@@ -191,9 +191,9 @@ class Delay:
 class QuotaGovernor(Protocol):
     """Grants API calls within the key's quota; the in-process one is the default.
 
-    Every call the client sends is granted by :meth:`acquire` and reported by
-    :meth:`settle`, whatever happened to it (also when it was cancelled). A shared
-    implementation (Redis) keeps the same budget for several processes.
+    Every call the client sends is granted by [`acquire()`][ssemble_async.QuotaGovernor.acquire] and
+    reported by [`settle()`][ssemble_async.QuotaGovernor.settle], whatever happened to it (also when
+    it was cancelled). A shared implementation (Redis) keeps the same budget for several processes.
     """
 
     async def acquire(
@@ -241,7 +241,7 @@ def next_call_delay(
 ) -> Delay:
     """Whether a call of ``priority`` may go now, and if not how long to wait.
 
-    ``budget`` must have been passed through :func:`refill` for ``now``.
+    ``budget`` must have been passed through `refill()` for ``now``.
     """
     until = budget.seconds_until_reset(now)
     if budget.remaining_day is not None and budget.remaining_day <= 0:
@@ -339,11 +339,11 @@ def round_interval(
 ) -> float:
     """Seconds from one round of the watcher to the next.
 
-    The interval grows as :class:`PollPolicy` says (10 s, x1.5, up to 60 s by default) and is
-    stretched so that the calls left, less the final read each of the ``owed`` jobs still
-    needs and ``policy.reserve``, last until the reset; it is never stretched past the reset
+    The interval grows as [`PollPolicy`][ssemble_async.PollPolicy] says (10 s, x1.5, up to 60 s by
+    default) and is stretched so that the calls left, less the final read each of the ``owed`` jobs
+    still needs and ``policy.reserve``, last until the reset; it is never stretched past the reset
     (the budget refills then), and never below one round per 5 minutes (the shortest
-    render; give or take two seconds: a second's doubt about the reset adds no round, and a
+    render; give or take three seconds: a second's doubt about the reset adds no round, and a
     round due within a margin of the reset moves to one margin after it) while the window
     has calls for it at all.
     """

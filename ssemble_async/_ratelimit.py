@@ -41,7 +41,7 @@ class RateLimit:
         return self.remaining_hour is not None and self.remaining_hour <= 0
 
     def seconds_until_reset(self, now: dt.datetime) -> float | None:
-        """Seconds from ``now`` until :attr:`reset` (never negative), or None if unknown."""
+        """Seconds from ``now`` until ``reset`` (never negative), or None if unknown."""
         if self.reset is None:
             return None
         return max(0.0, (self.reset - now).total_seconds())

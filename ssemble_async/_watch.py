@@ -6,7 +6,7 @@ registers its request ids here. One poll loop serves them all: each round reads
 changed since what is already known; ids the list cannot show (and one id alone, whose
 status costs the same as the list) fall back to ``GET /shorts/:id/status``, and a job seen
 finished costs one ``GET /shorts/:id`` for its clips. Rounds are spaced by
-:func:`round_interval` (the quota budget and the poll policy).
+`round_interval()` (the quota budget and the poll policy).
 
 No task runs in the background: the waiting tasks take turns leading the loop (one round
 at a time); when the leader is done, cancelled or past its deadline, the next one leads.
@@ -45,8 +45,8 @@ __all__ = ["Known", "ProgressCallback", "WaitResult", "WatchAPI", "Watcher"]
 
 logger = logging.getLogger("ssemble_async")
 
-#: Called with each status seen while waiting; may be a plain or an async function.
 ProgressCallback = Callable[[RequestStatus], Awaitable[None] | None]
+"""Called with each status seen while waiting; may be a plain or an async function."""
 
 #: What a wait ends with, per id: the completed request, or why it did not complete.
 WaitResult = ShortsRequest | SsembleError
@@ -87,7 +87,7 @@ class WatchAPI(Protocol):
         self, page: int, previous_ids: tuple[str, ...] | None, seen: int, *, deadline: float | None
     ) -> tuple[tuple[RequestSummary, ...], tuple[str, ...], bool]:
         """One page of ``GET /shorts`` newest update first: items, their ids, more pages;
-        never waits for the quota (as :meth:`read_status`)."""
+        never waits for the quota (as `read_status()`)."""
 
     def quota_budget(self) -> QuotaBudget:
         """The quota budget as known now."""

@@ -1,22 +1,25 @@
 """Webhooks: learn that a job ended without polling, and get its clips on disk.
 
 Ssemble POSTs a JSON body to a job's ``webhookUrl`` when it completes or fails (section
-2.10 of the API reference): unsigned, up to three tries. :func:`webhook_app` is an
-``aiohttp.web.Application`` that receives those deliveries and turns each into verified
-files::
+2.10 of the API reference): unsigned, up to three tries.
+[`webhook_app()`][ssemble_async.webhooks.webhook_app] is an ``aiohttp.web.Application`` that
+receives those deliveries and turns each into verified files:
 
-    from aiohttp import web
-    from ssemble_async import Client
-    from ssemble_async.webhooks import webhook_app
+```python
+from aiohttp import web
+from ssemble_async import Client
+from ssemble_async.webhooks import webhook_app
 
-    client = Client()
-    app = web.Application()
-    app.add_subapp("/hooks", webhook_app(client, dest="clips/"))
-    # deliveries go to https://your.host/hooks/ssemble/webhook
+client = Client()
+app = web.Application()
+app.add_subapp("/hooks", webhook_app(client, dest="clips/"))
+# deliveries go to https://your.host/hooks/ssemble/webhook
+```
 
 The payload is only a hint: each request id is confirmed with one ``GET /shorts/:id``
 (concurrent and repeated deliveries of an id share it), then downloaded into ``dest`` as
-:meth:`Client.download_shorts` would, and/or handed to ``on_request``.
+[`Client.download_shorts()`][ssemble_async.Client.download_shorts] would, and/or handed to
+``on_request``.
 """
 
 from __future__ import annotations
@@ -134,25 +137,28 @@ def unfinished_requests(dest: Path) -> list[str]:
 class WebhookReceiver:
     """Turns webhook deliveries into confirmed requests and verified files, in any framework.
 
-    :func:`webhook_app` wraps one for aiohttp. In another framework (Starlette, FastAPI...),
-    run it for the application's lifetime and hand it each delivery's body::
+    [`webhook_app()`][ssemble_async.webhooks.webhook_app] wraps one for aiohttp. In another
+    framework (Starlette, FastAPI...), run it for the application's lifetime and hand it each
+    delivery's body:
 
-        receiver = WebhookReceiver(client, dest="clips/")
+    ```python
+    receiver = WebhookReceiver(client, dest="clips/")
 
-        @asynccontextmanager
-        async def lifespan(app):
-            async with receiver:          # the work runs in its task group
-                yield
+    @asynccontextmanager
+    async def lifespan(app):
+        async with receiver:          # the work runs in its task group
+            yield
 
-        async def hook(request):          # POST /ssemble/webhook
-            status, answer = receiver.deliver(
-                await request.body(), request.headers.get("content-type")
-            )
-            return JSONResponse(answer, status_code=status)
+    async def hook(request):          # POST /ssemble/webhook
+        status, answer = receiver.deliver(
+            await request.body(), request.headers.get("content-type")
+        )
+        return JSONResponse(answer, status_code=status)
+    ```
 
     Leaving the ``async with`` block stops taking deliveries, cancels the work still running
     (a download cut there keeps its resumable ``.part``) and waits for it. The arguments are
-    those of :func:`webhook_app`.
+    those of [`webhook_app()`][ssemble_async.webhooks.webhook_app].
     """
 
     def __init__(
@@ -180,9 +186,9 @@ class WebhookReceiver:
         self.reconcile = RECONCILE_EVERY if reconcile is True else (float(reconcile) or None)
         self.download_options = options
         self.concurrency = concurrency
-        #: Request ids taken but not handled yet beyond which deliveries get a 503 (the
-        #: sender tries again later; reconciliation finds them too).
         self.max_pending = max(64, 16 * concurrency)
+        """Request ids taken but not handled yet beyond which deliveries get a 503 (the
+        sender tries again later; reconciliation finds them too)."""
         self._handled: OrderedDict[str, WebhookOutcome] = OrderedDict()
         self.running: set[str] = set()
         self.group: TaskGroup | None = None
@@ -402,7 +408,7 @@ class WebhookReceiver:
 
 
 class _AiohttpReceiver:
-    """Runs a :class:`WebhookReceiver` for the lifetime of an aiohttp application."""
+    """Runs a `WebhookReceiver` for the lifetime of an aiohttp application."""
 
     def __init__(self, receiver: WebhookReceiver) -> None:
         self.receiver = receiver
@@ -444,7 +450,7 @@ class _AiohttpReceiver:
         return web.json_response(answer, status=status)
 
 
-#: Where a :func:`webhook_app` keeps its receiver.
+#: Where a `webhook_app` keeps its receiver.
 RECEIVER = web.AppKey("ssemble_async.webhooks.receiver", WebhookReceiver)
 
 
@@ -468,28 +474,31 @@ def webhook_app(
     1. one ``GET /shorts/:id`` confirms it (the payload is unsigned: a hint); concurrent and
        repeated deliveries of an id share that call, and an id already handled costs
        nothing; a forged or unknown id costs that call and nothing else;
-    2. a completed request is downloaded into ``dest`` (as :meth:`Client.download_many`:
-       same layout, sidecars, manifest and guarantees) and/or handed to ``on_request``;
-       a failed one is logged and handed to ``on_request``; nothing is downloaded.
+    2. a completed request is downloaded into ``dest`` (as
+       [`Client.download_many()`][ssemble_async.Client.download_many]: same layout, sidecars,
+       manifest and guarantees) and/or handed to ``on_request``; a failed one is logged and handed
+       to ``on_request``; nothing is downloaded.
 
     A body that is not JSON, too large (over 256 KiB) or not a delivery is answered
     ``4xx``, logged, and nothing else happens. The payload carries no signature: put a
     secret in the path (``path="/ssemble/webhook/<long random token>"``) to keep strangers
     out. Mount it in your own service with ``app.add_subapp("/hooks", webhook_app(...))``;
-    for another framework use :class:`WebhookReceiver`.
+    for another framework use [`WebhookReceiver`][ssemble_async.webhooks.WebhookReceiver].
 
     Args:
         client: the client that confirms and downloads (its quota governor meters both).
         dest: the folder to download completed requests into; None: download nothing.
         on_request: called with each ended request, after its download.
-        on_outcome: called with a :class:`WebhookOutcome` per request id handled.
+        on_outcome: called with a [`WebhookOutcome`][ssemble_async.webhooks.WebhookOutcome] per
+            request id handled.
         path: the route of the deliveries within the app.
         reconcile: look for jobs that ended since the app started without a delivery (a
             receiver that was down misses them): True every 5 minutes, a number of seconds
             for another interval, at a low rate within the quota budget; off by default.
         concurrency: request ids handled at once.
-        **download_options: keywords of :meth:`Client.download_many` (``concurrency`` of
-            the clips is ``clip_concurrency`` here).
+        **download_options: keywords of
+            [`Client.download_many()`][ssemble_async.Client.download_many] (``concurrency`` of the
+            clips is ``clip_concurrency`` here).
     """
     receiver = WebhookReceiver(
         client,
@@ -510,5 +519,5 @@ def webhook_app(
 
 
 def handled(app: web.Application) -> Mapping[str, WebhookOutcome]:
-    """The request ids a :func:`webhook_app` handled so far, with their outcomes."""
+    """The request ids a [`webhook_app()`][ssemble_async.webhooks.webhook_app] handled so far."""
     return app[RECEIVER].handled

@@ -272,40 +272,49 @@ async def _send(
 class FakeSsembleAPI:
     """A faithful fake of the Ssemble API v1 plus a clip host, both on 127.0.0.1.
 
-    Use it as an async context manager, or call :meth:`start` and :meth:`close`. Several
-    instances can run at once. Jobs are scripted with :class:`FakeJob` through
-    :meth:`add_job`, or made by ``POST /shorts/create`` from ``auto_job``. Every API request
-    is recorded in :attr:`api_requests` and every clip download in :attr:`clip_requests`;
-    :attr:`calls` and :attr:`rate_limited` count the API requests by endpoint.
+    Use it as an async context manager, or call
+    [`start()`][ssemble_async.testing.FakeSsembleAPI.start] and
+    [`close()`][ssemble_async.testing.FakeSsembleAPI.close]. Several instances can run at once.
+    Jobs are scripted with [`FakeJob`][ssemble_async.testing.FakeJob] through
+    [`add_job()`][ssemble_async.testing.FakeSsembleAPI.add_job], or made by
+    ``POST /shorts/create`` from ``auto_job``. Every API request is recorded in ``api_requests``
+    and every clip download in ``clip_requests``; ``calls`` and ``rate_limited`` count the API
+    requests by endpoint.
 
     The fake's clock is the SDK's (``ssemble_async``'s ``utcnow``: the real UTC time, or
     the virtual clock while ``ssemble_async.instant_waits()`` is on, which moves forward by
     each skipped wait) plus ``clock_skew``. Every "now" of the fake comes from it: the
     quota window, time-driven jobs, ``createdAt``/``updatedAt``, the ``Last-Modified`` of
     clip URLs and the ``Date`` header that every response of both servers carries (an
-    RFC 7231 HTTP date). Only :class:`ApiFault` delays, :class:`ClipFault` stalls,
-    ``clip_bytes_per_second`` and :meth:`refuse_connections` wait in real time.
+    RFC 7231 HTTP date). Only [`ApiFault`][ssemble_async.testing.ApiFault] delays,
+    [`ClipFault`][ssemble_async.testing.ClipFault] stalls, ``clip_bytes_per_second`` and
+    [`refuse_connections()`][ssemble_async.testing.FakeSsembleAPI.refuse_connections] wait in real
+    time.
 
     The hourly quota is a window of ``quota_window`` seconds: once its reset time
-    (``X-RateLimit-Reset``, :attr:`quota_reset`) has passed on the fake's clock, the
-    hourly count is back at ``hourly_limit`` and the next reset is the old one plus the
-    window (whole windows that passed meanwhile are skipped). The first reset is the next
-    full hour when the window is 3600 seconds, else the fake's now plus the window. The
+    (``X-RateLimit-Reset``, [`quota_reset`][ssemble_async.testing.FakeSsembleAPI.quota_reset]) has
+    passed on the fake's clock, the hourly count is back at ``hourly_limit`` and the next reset is
+    the old one plus the window (whole windows that passed meanwhile are skipped). The first reset
+    is the next full hour when the window is 3600 seconds, else the fake's now plus the window. The
     daily count never resets by itself. Every authenticated request that no fault answers
     spends one of each; with either at 0 the fake answers ``429 rate_limit_exceeded``.
 
-    Webhooks are delivered as the real service does (API reference, section 2.10): a job
-    with a webhook URL (``webhookUrl`` in the create body, or :attr:`FakeJob.webhook_url`)
-    that ends ``completed`` or ``failed`` gets a ``POST`` of the documented JSON payload
-    (``event``, ``requestId``, ``status``, ``timestamp``, ``data``) to that URL; a
-    cancelled job gets none. A read-driven job's delivery starts at the read that ends it
-    (the read's answer does not wait for it), a time-driven job's at its end on the fake's
-    clock even if nobody reads it (a background task of the running fake watches the
-    clock). A delivery makes up to 3 attempts, at once, 1 s and then 3 s later on the
-    package clock, each with a 10 s (real time) timeout, until one gets a 2xx. Each
-    attempt is recorded in :attr:`webhook_deliveries`; :meth:`deliveries_settled` waits
-    for the deliveries under way; :meth:`inject_webhook_fault` loses, duplicates or
-    delays them; :meth:`forge_webhook` and :meth:`send_webhook` send payloads of one's
+    Webhooks are delivered as the real service does (API reference, section 2.10): a job with a
+    webhook URL (``webhookUrl`` in the create body, or
+    [`FakeJob.webhook_url`][ssemble_async.testing.FakeJob]) that ends ``completed`` or
+    ``failed`` gets a ``POST`` of the documented JSON payload (``event``, ``requestId``,
+    ``status``, ``timestamp``, ``data``) to that URL; a cancelled job gets none. A read-driven
+    job's delivery starts at the read that ends it (the read's answer does not wait for it), a
+    time-driven job's at its end on the fake's clock even if nobody reads it (a background task
+    of the running fake watches the clock). A delivery makes up to 3 attempts, at once, 1 s and
+    then 3 s later on the package clock, each with a 10 s (real time) timeout, until one gets a
+    2xx. Each attempt is recorded in ``webhook_deliveries``;
+    [`deliveries_settled()`][ssemble_async.testing.FakeSsembleAPI.deliveries_settled] waits for
+    the deliveries under way;
+    [`inject_webhook_fault()`][ssemble_async.testing.FakeSsembleAPI.inject_webhook_fault] loses,
+    duplicates or delays them;
+    [`forge_webhook()`][ssemble_async.testing.FakeSsembleAPI.forge_webhook] and
+    [`send_webhook()`][ssemble_async.testing.FakeSsembleAPI.send_webhook] send payloads of one's
     own. Deliveries carry ``Content-Type: application/json`` and
     ``User-Agent: Ssemble-Webhooks/1.0``, and never the API key.
 
@@ -332,7 +341,7 @@ class FakeSsembleAPI:
             ``estimatedCompletionTime`` and ``timeAdjustment``; ``"plan"`` with ``message``
             and ``estimatedTime``.
         auto_job: Template for jobs made through the API (the source fields come from the
-            request body); the :class:`FakeJob` defaults when None.
+            request body); the [`FakeJob`][ssemble_async.testing.FakeJob] defaults when None.
         port: Loopback port of the API; 0 lets the system choose a free one.
         clip_port: Loopback port of the clip host; 0 lets the system choose.
         clip_bytes_per_second: Serve each clip no faster than this (None: at full speed),
@@ -340,7 +349,8 @@ class FakeSsembleAPI:
 
     Attributes:
         api_key: The accepted API key.
-        hourly_limit: The hourly quota (change it with :meth:`set_quota`).
+        hourly_limit: The hourly quota (change it with
+            [`set_quota()`][ssemble_async.testing.FakeSsembleAPI.set_quota]).
         daily_limit: The daily quota.
         quota_window: Length of the hourly quota window in seconds.
         clock_skew: Seconds the fake's clock is ahead of the SDK's.
@@ -352,11 +362,13 @@ class FakeSsembleAPI:
             ``"GET /music"``, ``"GET /game-videos"``, ``"GET /meme-hooks"``, and
             ``"<METHOD> <path>"`` (path relative to ``/api/v1``) for anything else.
             Counted on arrival, whether the request then succeeds, fails or is answered
-            by an injected :class:`ApiFault`. A ``collections.Counter``: an endpoint never
-            called counts 0.
+            by an injected [`ApiFault`][ssemble_async.testing.ApiFault]. A ``collections.Counter``:
+            an endpoint never called counts 0.
         rate_limited: The ``429 rate_limit_exceeded`` answers the fake gave because the
             hourly or daily quota was spent, by the same keys (a 429 from an injected
-            fault is not counted here). :meth:`reset_counters` clears both counters.
+            fault is not counted here).
+            [`reset_counters()`][ssemble_async.testing.FakeSsembleAPI.reset_counters] clears both
+            counters.
         clip_requests: Every request the clip host received, in order.
         clip_bytes_sent: Body bytes of each clip that the clip host handed to the
             connection for GET requests, over all of them, by ``(request_id, clip_id)``
@@ -365,7 +377,7 @@ class FakeSsembleAPI:
             compares two snapshots to learn how many bytes a download fetched, e.g. that a
             resume fetched only what was missing.
         webhook_deliveries: Every webhook attempt the fake made, in order (see
-            :class:`WebhookDelivery`).
+            [`WebhookDelivery`][ssemble_async.testing.WebhookDelivery]).
     """
 
     def __init__(
@@ -479,10 +491,12 @@ class FakeSsembleAPI:
         await self.close()
 
     async def pause_api(self) -> None:
-        """Stop the API server: connections to its port are refused until :meth:`resume_api`.
+        """Stop the API server: connections to its port are refused until it resumes.
 
-        Open connections are closed too (requests in flight are cut). The clip host keeps
-        serving, and :attr:`base_url` stays the same. Pausing a paused API does nothing.
+        [`resume_api()`][ssemble_async.testing.FakeSsembleAPI.resume_api] serves again. Open
+        connections are closed too (requests in flight are cut). The clip host keeps
+        serving, and [`base_url`][ssemble_async.testing.FakeSsembleAPI.base_url] stays the same.
+        Pausing a paused API does nothing.
 
         Raises:
             RuntimeError: If the fake is not running.
@@ -507,7 +521,8 @@ class FakeSsembleAPI:
         """Refuse connections to the API for ``seconds``, then serve it again.
 
         Returns once the API serves again; run it beside the code under test (in a task
-        group), or call :meth:`pause_api` and :meth:`resume_api` to control the outage.
+        group), or call [`pause_api()`][ssemble_async.testing.FakeSsembleAPI.pause_api] and
+        [`resume_api()`][ssemble_async.testing.FakeSsembleAPI.resume_api] to control the outage.
         """
         await self.pause_api()
         try:
@@ -609,8 +624,10 @@ class FakeSsembleAPI:
     async def send_webhook(self, url: str, payload: Mapping[str, Any]) -> int | None:
         """POST ``payload`` to ``url`` once, as a webhook delivery, and return the status.
 
-        The attempt is recorded in :attr:`webhook_deliveries` with ``forged=True``; no
-        retry and no :class:`WebhookFault` applies. None: no answer (refused, timeout).
+        The attempt is recorded in
+        ``webhook_deliveries`` with
+        ``forged=True``; no retry and no [`WebhookFault`][ssemble_async.testing.WebhookFault]
+        applies. None: no answer (refused, timeout).
 
         Raises:
             RuntimeError: If the fake is not running.
@@ -638,7 +655,8 @@ class FakeSsembleAPI:
 
         Returns:
             The receiver's status, or None when it did not answer. The attempt is
-            recorded as :meth:`send_webhook` records it.
+            recorded as [`send_webhook()`][ssemble_async.testing.FakeSsembleAPI.send_webhook]
+            records it.
 
         Raises:
             RuntimeError: If the fake is not running.
@@ -674,7 +692,11 @@ class FakeSsembleAPI:
         return await self.send_webhook(url, payload)
 
     def reset_counters(self) -> None:
-        """Clear :attr:`calls` and :attr:`rate_limited` (the recorded requests stay)."""
+        """Clear the counters of API requests; the recorded requests stay.
+
+        Clears ``calls`` and
+        ``rate_limited``.
+        """
         self.calls.clear()
         self.rate_limited.clear()
 
@@ -1132,7 +1154,7 @@ class FakeSsembleAPI:
     # -- webhooks ------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, delivery: bool) -> None:
-        """Run ``coro`` in a task of the fake, cancelled and awaited by :meth:`close`."""
+        """Run ``coro`` in a task of the fake, cancelled and awaited by `close()`."""
         task = asyncio.get_running_loop().create_task(coro)
         self._webhook_tasks.add(task)
         if delivery:

@@ -13,9 +13,10 @@ __all__ = ["fake_ssemble"]
 
 @pytest.fixture
 async def fake_ssemble() -> AsyncIterator[FakeSsembleAPI]:
-    """Yield a started :class:`~ssemble_async.testing.FakeSsembleAPI` with default settings.
+    """Yield a started fake API with default settings.
 
-    The fake is closed after the test. Use it from tests marked ``@pytest.mark.anyio``.
+    A [`FakeSsembleAPI`][ssemble_async.testing.FakeSsembleAPI] on 127.0.0.1, closed after the
+    test. Use it from tests marked ``@pytest.mark.anyio``.
     """
     async with FakeSsembleAPI() as fake:
         yield fake

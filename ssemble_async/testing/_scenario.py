@@ -184,8 +184,8 @@ class FakeJob:
         sentences: ``(start, end, text)`` of the transcript shown once completed.
         status_word_completed: Status word of a completed job, e.g. ``TASK_COMPLETE``.
         webhook_url: Where the fake POSTs the job's webhook when the job ends (see
-            :class:`WebhookDelivery`); None sends none. A job made by
-            ``POST /shorts/create`` takes the body's ``webhookUrl`` (the ``auto_job``
+            [`WebhookDelivery`][ssemble_async.testing.WebhookDelivery]); None sends none. A job made
+            by ``POST /shorts/create`` takes the body's ``webhookUrl`` (the ``auto_job``
             template's is not used).
 
     Raises:
@@ -378,9 +378,10 @@ class ClipState:
 class JobState:
     """Live state of one job on the fake server.
 
-    A time-driven job (see :class:`FakeJob`) is brought up to date by :meth:`sync_clock`,
-    which the fake calls on every request that touches the job; call it yourself before
-    reading ``phase``, ``status`` or ``updated_at`` of such a job directly.
+    A time-driven job (see [`FakeJob`][ssemble_async.testing.FakeJob]) is brought up to date by
+    [`sync_clock()`][ssemble_async.testing.JobState.sync_clock], which the fake calls on every
+    request that touches the job; call it yourself before reading ``phase``, ``status`` or
+    ``updated_at`` of such a job directly.
 
     Attributes:
         job: The scripted job.

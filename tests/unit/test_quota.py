@@ -223,10 +223,11 @@ def test_round_interval_never_stretches_past_the_reset(
     interval = round_interval(budget, NOW, owed=owed, rounds=rounds, policy=POLICY)
     assert interval <= max(POLICY.maximum, seconds + RESET_MARGIN)
     assert interval >= POLICY.initial
-    # with calls for it, never slower than one round per 5 minutes, give or take the margins
-    # (a round due within a margin of the reset moves to one margin after it: 301 s -> 302 s)
+    # with calls for it, never slower than one round per 5 minutes, give or take the margins:
+    # a second's doubt about the reset adds no round (302 s left is one round, not two), and
+    # a round due within a margin of the reset moves to one margin after it (302 s -> 303 s)
     if remaining - URGENT_RESERVE >= 2 * -(-seconds // 300):
-        assert interval <= max(300.0 + 2 * RESET_MARGIN, POLICY.maximum)
+        assert interval <= max(300.0 + 3 * RESET_MARGIN, POLICY.maximum)
 
 
 @given(

@@ -1,25 +1,17 @@
 """Griffe extension for the docs build (loaded by mkdocstrings, see mkdocs.yml).
 
-Two things the static analysis cannot do alone:
-
-* attrs classes (``@attrs.frozen``, ``@attrs.define``...) get no ``__init__`` in the source,
-  so their signature would be missing. This builds it from the annotated fields, the way
-  griffe's built-in extension does for dataclasses: keyword-only when the decorator says
-  ``kw_only=True``, defaults from ``default=`` / ``factory=``, ``init=False`` fields left out,
-  ``alias=`` (or attrs' stripping of a leading ``_``) applied.
-* The docstrings use a few Sphinx idioms (``:class:`X```, a paragraph ending in ``::``) that
-  Markdown shows verbatim. They are rewritten to a code span and a plain ``:``; and a
-  module-level name documented by a ``#:`` comment above it gets that comment as its
-  docstring. The source is not changed.
+attrs classes (``@attrs.frozen``, ``@attrs.define``...) get no ``__init__`` in the source, so
+their signature would be missing from the reference. This builds it from the annotated fields,
+the way griffe's built-in extension does for dataclasses: keyword-only when the decorator says
+``kw_only=True``, defaults from ``default=`` / ``factory=``, ``init=False`` fields left out,
+``alias=`` (or attrs' stripping of a leading ``_``) applied. The source is not changed.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from typing import Any
 
-import griffe
 from griffe import (
     Attribute,
     Class,
@@ -42,9 +34,6 @@ _ATTRS_FIELDS = frozenset({"attrs.field", "attr.field", "attr.ib", "attr.attrib"
 
 _POSITIONAL_OR_KEYWORD = ParameterKind("positional or keyword")
 _KEYWORD_ONLY = ParameterKind("keyword-only")
-
-_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|exc|data|obj|const):`(~?)([^`]+)`")
-_LITERAL_MARKER = re.compile(r"(\S)::[ \t]*\n(?=[ \t]*\n)")
 
 
 def _call_args(expr: Any) -> dict[str, Any]:
@@ -146,37 +135,8 @@ def _walk(obj: Module | Class, seen: set[str]) -> None:
             _walk(member, seen)  # type: ignore[arg-type]
 
 
-def _rewrite(text: str) -> str:
-    text = _ROLE.sub(
-        lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", text
-    )
-    return _LITERAL_MARKER.sub(r"\1:\n", text)
-
-
-def _comment_docstring(obj: griffe.Object) -> str | None:
-    """The ``#:`` comment lines right above an attribute, without the markers."""
-    try:
-        lines = obj.module.lines
-    except Exception:  # no source available
-        return None
-    index = (obj.lineno or 0) - 2
-    found: list[str] = []
-    while 0 <= index < len(lines) and lines[index].lstrip().startswith("#:"):
-        found.insert(0, lines[index].lstrip()[2:].strip())
-        index -= 1
-    return "\n".join(found) or None
-
-
-class SsembleDocs(Extension):
-    """Adds attrs ``__init__`` signatures, ``#:`` docs, and renders Sphinx roles as code."""
-
-    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        if obj.docstring is None and obj.is_attribute:
-            text = _comment_docstring(obj)
-            if text is not None:
-                obj.docstring = griffe.Docstring(text, parent=obj)
-        if obj.docstring is not None:
-            obj.docstring.value = _rewrite(obj.docstring.value)
+class AttrsSignatures(Extension):
+    """Adds the ``__init__`` signature attrs generates to each attrs class."""
 
     def on_package(self, *, pkg: Module, **kwargs: Any) -> None:
         _walk(pkg, set())
