@@ -12,7 +12,14 @@ import pytest
 from ssemble_async._manifest import FolderLock
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import ESC, assert_one_line_error, environment, run_in_pty, ssemble
+from ._support import (
+    ESC,
+    assert_one_line_error,
+    environment,
+    run_in_pty,
+    ssemble,
+    take_retries,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +59,6 @@ async def test_python_m_and_version() -> None:
 
 
 async def test_usage_errors_exit_2() -> None:
-    assert (await ssemble()).code == 2
     assert (await ssemble("frobnicate")).code == 2
     assert (await ssemble("create", "--start", "0", "--end", "60")).code == 2
 
@@ -98,6 +104,9 @@ async def test_network_down(tmp_path: Path) -> None:
     )
     result = await ssemble("status", "0123456789abcdef01234567", env=env)
     assert result.code == 1
+    assert [line.split(" in ")[0] for line in take_retries(result)] == [
+        f"ssemble: retry {n}/4" for n in range(1, 5)
+    ]
     assert_one_line_error(result, "cannot connect")
 
 
