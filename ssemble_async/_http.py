@@ -1,14 +1,15 @@
 """The API session: the one place that sends API requests.
 
 It holds the API key (and sends it only to the API host, never following redirects), has
-every try granted by the quota governor, retries by :class:`RetryPolicy`, parses the quota
-headers of every response and translates aiohttp's exceptions into ours.
+every try granted by the quota governor, retries by [`RetryPolicy`][ssemble_async.RetryPolicy],
+parses the quota headers of every response and translates aiohttp's exceptions into ours.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import errno
 import logging
 import os
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from ssemble_async._errors import (
 from ssemble_async._quota import CallResult, Priority, QuotaGovernor, Reach
 from ssemble_async._ratelimit import RateLimit, parse_rate_limit, parse_retry_after
 
-__all__ = ["APISession", "Response", "Secret"]
+__all__ = ["APISession", "Response", "Secret", "describe_retry"]
 
 logger = logging.getLogger("ssemble_async")
 
@@ -95,6 +96,26 @@ def _http_date(raw: str | None) -> dt.datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def describe_retry(retry: int, retries: int, delay: float, reason: str) -> str:
+    """A retry in a few words, e.g. ``retry 2/4 in 3 s: connection refused``."""
+    return f"retry {retry}/{retries} in {round(delay, 1):g} s: {reason}"
+
+
+def _retry_reason(status: int | None, error: SsembleError) -> str:
+    """Why an API call is retried, without URLs or the server's words."""
+    if status is not None:
+        return f"the API answered {status}"
+    if isinstance(error, APITimeoutError):
+        return "no answer within the timeouts"
+    cause = error.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        code = cause.os_error.errno
+        if code is not None and code in errno.errorcode:
+            return os.strerror(code).lower()  # "connection refused", "network is unreachable"
+        return "cannot connect"
+    return f"the connection failed ({type(cause or error).__name__})"
 
 
 def _retryable_status(status: int, idempotent: bool) -> bool:
@@ -287,14 +308,13 @@ class APISession:
                 raise error
             if deadline is not None and _clock.monotonic() + delay > deadline:
                 raise error
-            logger.info(
-                "%s %s failed (%s); retry %d of %d in %.1f s",
+            # a wait of 0: the governor holds the try for the quota, and says so itself
+            logger.log(
+                logging.WARNING if delay > 0 else logging.INFO,
+                "%s (%s %s)",
+                describe_retry(attempt, policy.attempts - 1, delay, _retry_reason(status, error)),
                 method,
                 path,
-                status or error.__class__.__name__,
-                attempt,
-                policy.attempts - 1,
-                delay,
             )
             await _clock.sleep(delay)
 

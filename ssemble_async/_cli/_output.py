@@ -6,9 +6,11 @@ import datetime as dt
 import enum
 import json
 import logging
+import os
 import re
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,23 +19,21 @@ from typing import Any, TextIO
 import anyio
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from ssemble_async._cli._parser import (
-    EXIT_FAILED,
-    EXIT_OK,
-    PROG,
-    MiB,
+from ssemble_async._cli._parser import EXIT_FAILED, EXIT_OK, PROG
+from ssemble_async._cli._rate import (
+    LogProgress,
+    RateMeter,
+    figures,
+    format_duration,
+    format_eta,
+    format_pair,
+    format_rate,
+    format_size,
+    progress_interval,
 )
 from ssemble_async._client import Client
 from ssemble_async._converter import converter
@@ -43,7 +43,7 @@ from ssemble_async._errors import (
     RequestNotReadyError,
 )
 from ssemble_async._models import ShortsRequest
-from ssemble_async._pipeline import DownloadStream
+from ssemble_async._pipeline import DownloadStream, unique_requests
 
 #: The clip states that leave a file on disk.
 ON_DISK = (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT)
@@ -84,6 +84,7 @@ def report_as_data(
                 "clip_id": o.clip_id,
                 "state": o.state.value,
                 "path": None if o.path is None else str(o.path),
+                "url": o.url,
                 "size": o.size,
                 "transferred": o.transferred,
                 "title": o.title,
@@ -103,12 +104,8 @@ def report_as_data(
     }
 
 
-def _size(count: int) -> str:
-    if count >= MiB:
-        return f"{count / MiB:.1f} MiB"
-    if count >= 1024:
-        return f"{count / 1024:.0f} KiB"
-    return f"{count} B"
+#: A size as every table and line of the command line shows it (MiB, KiB below one MiB).
+_size = format_size
 
 
 def _score(value: float | None) -> str:
@@ -129,7 +126,7 @@ def summary_table(report: DownloadReport) -> Table:
             o.title,
             detail,
             _size(o.size) if o.size else "",
-            _shown_path(o.path) if o.size else "",
+            (o.url or _shown_path(o.path)) if o.size else "",
         )
     return table
 
@@ -144,42 +141,51 @@ def _shown_path(path: Path | None) -> str:
 
 
 def counts_line(stats: DownloadStats) -> str:
-    """Clips by state, for the live display and the final line."""
+    """Clips by state, for the live display and the final line: ``downloaded`` always,
+    the other counts when not 0 (the line fits 80 columns)."""
     states = stats.states
-    parts = [
-        f"downloaded {states.get(ClipState.DOWNLOADED, 0)}",
-        f"present {states.get(ClipState.ALREADY_PRESENT, 0)}",
-        f"skipped {states.get(ClipState.SKIPPED_ERROR, 0)}",
-        f"not ready {states.get(ClipState.NOT_READY, 0)}",
-        f"failed {states.get(ClipState.FAILED, 0)}",
-        f"in flight {len(stats.in_flight)}",
-        f"queued {stats.queued}",
-        f"re-rendering {stats.waiting}",
+    counts = [
+        ("present", states.get(ClipState.ALREADY_PRESENT, 0)),
+        ("skipped", states.get(ClipState.SKIPPED_ERROR, 0)),
+        ("not ready", states.get(ClipState.NOT_READY, 0)),
+        ("failed", states.get(ClipState.FAILED, 0)),
+        ("in flight", len(stats.in_flight)),
+        ("queued", stats.queued),
+        ("re-rendering", stats.waiting),
     ]
+    parts = [f"downloaded {states.get(ClipState.DOWNLOADED, 0)}"]
+    parts += [f"{name} {count}" for name, count in counts if count]
     return " · ".join(parts)
 
 
 class LiveDisplay:
-    """Overall bytes, speed and ETA, a bar per active clip, and counts by state."""
+    """Overall bytes, speed and ETA, a bar per active clip, and counts by state.
+
+    Speed and ETA come from a `RateMeter` over the bytes received, not from the
+    progress bars (whose own estimate starts over whenever a total changes, and totals
+    grow as each clip's size becomes known); sizes of clips not started yet are estimated
+    at the mean known size, marked ``~``.
+    """
 
     def __init__(self, console: Console, stream: DownloadStream) -> None:
         self._stream = stream
+        self._meter = RateMeter()
         self._counts = Text()
         self._overall = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=None),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[size]}", markup=False),
+            TextColumn("{task.fields[speed]}", markup=False),
+            TextColumn("ETA {task.fields[eta]}", markup=False),
             console=console,
         )
         self._clips = Progress(
-            TextColumn("  {task.description}", style="dim"),
-            BarColumn(bar_width=30),
-            DownloadColumn(binary_units=True),
+            TextColumn("  {task.description}", style="dim", markup=False),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[size]}", markup=False),
             console=console,
         )
-        self._total = self._overall.add_task("all clips", total=None)
+        self._total = self._overall.add_task("all clips", total=None, size="", speed="", eta="?")
         self._tasks: dict[tuple[str, str], TaskID] = {}
         self.live = Live(
             Group(self._overall, self._clips, self._counts),
@@ -188,10 +194,18 @@ class LiveDisplay:
             transient=False,
         )
 
-    def update(self) -> None:
+    def update(self, now: float) -> None:
+        """Redraw from the stream's statistics at ``now`` (monotonic seconds)."""
         stats = self._stream.statistics()
+        self._meter.observe(now, stats.bytes_received)
+        shown = figures(stats, self._meter.rate(now))
         self._overall.update(
-            self._total, completed=stats.bytes_done, total=stats.bytes_expected or None
+            self._total,
+            completed=shown.done,
+            total=shown.total or None,
+            size=format_pair(shown.done, shown.total, estimated=bool(shown.unknown)),
+            speed=format_rate(shown.rate),
+            eta=format_eta(shown),
         )
         active = {(t.request_id, t.clip_id): t for t in stats.in_flight}
         for key in list(self._tasks):
@@ -199,9 +213,14 @@ class LiveDisplay:
                 self._clips.remove_task(self._tasks.pop(key))
         for key, transfer in active.items():
             if key not in self._tasks:
-                title = (transfer.title or transfer.clip_id)[:40]
-                self._tasks[key] = self._clips.add_task(title, total=transfer.total)
-            self._clips.update(self._tasks[key], completed=transfer.done, total=transfer.total)
+                title = (transfer.title or transfer.clip_id)[:30]
+                self._tasks[key] = self._clips.add_task(title, total=transfer.total, size="")
+            self._clips.update(
+                self._tasks[key],
+                completed=transfer.done,
+                total=transfer.total,
+                size=format_pair(transfer.done, transfer.total),
+            )
         self._counts.plain = counts_line(stats)
 
 
@@ -215,7 +234,7 @@ async def _refreshing(display: LiveDisplay | None) -> AsyncIterator[None]:
 
             async def tick() -> None:
                 while True:
-                    display.update()
+                    display.update(time.monotonic())
                     await anyio.sleep(0.1)
 
             task_group.start_soon(tick)
@@ -223,7 +242,7 @@ async def _refreshing(display: LiveDisplay | None) -> AsyncIterator[None]:
                 yield
             finally:
                 task_group.cancel_scope.cancel()
-        display.update()
+        display.update(time.monotonic())
         display.live.refresh()
 
 
@@ -307,7 +326,7 @@ notices = Notices()
 
 
 class NoticeHandler(logging.Handler):
-    """Sends the library's warnings to :data:`notices`: the message only, no traceback."""
+    """Sends the library's warnings to `notices`: the message only, no traceback."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -322,25 +341,59 @@ class NoticeHandler(logging.Handler):
 async def download_with_display(
     client: Client,
     requests: Sequence[str | ShortsRequest],
-    dest: Path,
+    dest: str | os.PathLike[str],
     out: Output,
     **options: Any,
 ) -> int:
-    """Download with the live display (or plain lines, or JSON); return the exit code."""
+    """Download with the live display (or plain lines, or JSON); return the exit code.
+
+    Plain lines (stdout is not a terminal) are a start line once the requests are read, a
+    progress line every ``SSEMBLE_PROGRESS_INTERVAL`` seconds (10 by default), a line per
+    clip as it ends, then the summary.
+    """
+    plain = not out.live and not out.quiet and not out.as_json
+    interval = progress_interval(os.environ) if plain else 0.0  # a bad value: before any call
+    started = time.monotonic()
     async with client.stream_downloads(requests, dest, **options) as stream:
         display = LiveDisplay(out.console, stream) if out.live else None
+        log = _LogLines(stream, len(unique_requests(requests)), interval) if plain else None
         async with _refreshing(display), anyio.create_task_group() as watchers:
             watchers.start_soon(_announce_busy_folders, stream)
+            if log is not None:
+                watchers.start_soon(log.run, min(0.1, interval))
             async for outcome in stream:
-                if display is None and not out.quiet and not out.as_json:
+                if log is not None:
+                    log.flush()  # a start line due comes before the clip's line
                     note = f"  ({outcome.message})" if outcome.message else ""
-                    print(f"{outcome.state.value:<16} {outcome.path}{note}", flush=True)
+                    where = outcome.url or outcome.path
+                    print(f"{outcome.state.value:<16} {where}{note}", flush=True)
                 elif out.quiet and not out.as_json and outcome.state in ON_DISK:
-                    out.result(str(outcome.path))  # the essential result: a file on disk
+                    out.result(outcome.url or str(outcome.path))  # a file on disk, an object
             watchers.cancel_scope.cancel()
         report = stream.report()
         final = stream.statistics()
-    return _finish_download(report, final, out)
+    return _finish_download(report, final, out, time.monotonic() - started)
+
+
+class _LogLines:
+    """The start and progress lines of a log, printed on stdout between the clip lines."""
+
+    def __init__(self, stream: DownloadStream, requests: int, interval: float) -> None:
+        self._stream = stream
+        self._requests = requests
+        self._progress = LogProgress(interval, time.monotonic())
+
+    def flush(self) -> None:
+        """Print the lines due now."""
+        read = self._requests - len(self._stream.request_errors)
+        for line in self._progress.lines(time.monotonic(), self._stream.statistics(), read):
+            print(line, flush=True)
+
+    async def run(self, tick: float) -> None:
+        """Print the lines as they fall due, looking every ``tick`` seconds."""
+        while True:
+            self.flush()
+            await anyio.sleep(tick)
 
 
 async def _announce_busy_folders(stream: DownloadStream) -> None:
@@ -354,7 +407,9 @@ async def _announce_busy_folders(stream: DownloadStream) -> None:
         await anyio.sleep(0.2)
 
 
-def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) -> int:
+def _finish_download(
+    report: DownloadReport, stats: DownloadStats, out: Output, elapsed: float
+) -> int:
     if out.as_json:
         out.json(report_as_data(report, out.describe_error))
     else:
@@ -381,5 +436,9 @@ def _finish_download(report: DownloadReport, stats: DownloadStats, out: Output) 
                 f"{PROG}: error: {which} not read: {out.describe_error(error)}",
                 file=sys.stderr,
             )
-        out.print(f"{counts_line(stats)} · {_size(report.transferred)} transferred")
+        moved = f"{_size(report.transferred)} transferred"
+        if report.transferred:
+            mean = report.transferred / max(elapsed, 1e-3)
+            moved += f" in {format_duration(elapsed)} ({format_rate(mean)})"
+        out.print(f"{counts_line(stats)} · {moved}")
     return EXIT_OK if report.ok else EXIT_FAILED

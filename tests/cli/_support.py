@@ -51,6 +51,14 @@ async def ssemble(
     return Result(done)
 
 
+def take_retries(result: Result) -> list[str]:
+    """Take the ``ssemble: retry ...`` notices out of ``result.err``; return them."""
+    lines = result.err.splitlines(keepends=True)
+    retries = [line for line in lines if line.startswith("ssemble: retry ")]
+    result.err = "".join(line for line in lines if not line.startswith("ssemble: retry "))
+    return retries
+
+
 def assert_one_line_error(result: Result, needle: str) -> None:
     assert result.err.startswith("ssemble: error: ")
     assert needle in result.err

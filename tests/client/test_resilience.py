@@ -122,7 +122,7 @@ async def test_429_with_retry_after_waits_that_long(
     )
     with caplog.at_level(logging.INFO, logger="ssemble_async"):
         await client.get_status(rid)
-    assert any("in 7.0 s" in r.getMessage() for r in caplog.records)
+    assert any("retry 1/3 in 7 s: the API answered 429" in r.getMessage() for r in caplog.records)
 
 
 async def test_429_with_http_date_retry_after(fake_ssemble: FakeSsembleAPI, client: Client) -> None:

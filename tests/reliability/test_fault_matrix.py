@@ -139,7 +139,7 @@ def outcome_of(report: DownloadReport, clip_id: str) -> ClipOutcome:
 
 def retry_delays(records: Sequence[logging.LogRecord]) -> list[float]:
     """The waits the API session announced before its retries."""
-    found = (re.search(r"retry \d+ of \d+ in ([\d.]+) s", r.getMessage()) for r in records)
+    found = (re.search(r"retry \d+/\d+ in ([\d.]+) s", r.getMessage()) for r in records)
     return [float(match.group(1)) for match in found if match]
 
 
@@ -491,7 +491,7 @@ async def api_refused_for_a_while(scene: Scene) -> Expect:
         await scene.fake.resume_api()
 
     def check(scene: Scene, report: DownloadReport, logs: Sequence[logging.LogRecord]) -> None:
-        refused = [r for r in logs if "APIConnectionError" in r.getMessage()]
+        refused = [r for r in logs if ": connection refused (GET " in r.getMessage()]
         assert len(refused) >= REQUESTS  # every first read was refused, and retried
         assert sum(api_reads(scene.fake, rid) for rid in scene.rids) == REQUESTS
 
@@ -503,7 +503,7 @@ async def api_timeout(scene: Scene) -> Expect:
 
     def check(scene: Scene, report: DownloadReport, logs: Sequence[logging.LogRecord]) -> None:
         # the two slow answers (and, on a loaded machine, perhaps one more)
-        assert sum("APITimeoutError" in r.getMessage() for r in logs) >= 2
+        assert sum("no answer within the timeouts" in r.getMessage() for r in logs) >= 2
 
     return Expect(check=check)
 
