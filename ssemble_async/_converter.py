@@ -3,7 +3,8 @@
 Parsing is lenient where the API reference says the server varies (section 6): each model
 attribute lists the wire keys it may come under, unknown keys are ignored (or kept in
 ``extra``), nulls mean "absent", numbers may come as int, float or numeric strings. A body
-that still does not fit raises :class:`ResponseValidationError` with a readable account.
+that still does not fit raises [`ResponseValidationError`][ssemble_async.ResponseValidationError]
+with a readable account.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import enum
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -126,6 +128,8 @@ def _fail(value: object, expected: str) -> TypeError:
 
 
 def _to_str(value: object, _: object) -> str:
+    if type(value) is str:  # the common case first: this runs for every field of every item
+        return value
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -134,6 +138,10 @@ def _to_str(value: object, _: object) -> str:
 
 
 def _to_float(value: object, _: object) -> float:
+    if type(value) is float and value == value:  # noqa: PLR0124 - the common case first; NaN != NaN
+        return value
+    if type(value) is int:
+        return float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         result = float(value)
     elif isinstance(value, str):
@@ -149,6 +157,8 @@ def _to_float(value: object, _: object) -> float:
 
 
 def _to_int(value: object, _: object) -> int:
+    if type(value) is int:  # the common case first
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return value  # exact: a float would round integers past 2**53 (nanosecond times)
     number = _to_float(value, None)
@@ -187,17 +197,27 @@ def _is_tuple(type_: Any) -> bool:
     return get_origin(type_) is tuple
 
 
+def _as_is(value: object, _: object) -> object:
+    return value
+
+
 def _tuple_hook(type_: Any) -> Callable[[object, object], tuple[Any, ...]]:
     (item_type, _ellipsis) = get_args(type_)
+    # the item's hook, found once (not dispatched again for each item)
+    item_hook = _as_is if item_type is Any else converter.get_structure_hook(item_type)
 
     def structure(value: object, _: object) -> tuple[Any, ...]:
         if not isinstance(value, list | tuple):
             raise _fail(value, "a list")
+        try:  # the fast path; a failure is told item by item below
+            return tuple([item_hook(item, item_type) for item in value])
+        except Exception:  # structured again below, every error collected
+            pass
         errors: list[Exception] = []
         items: list[Any] = []
         for index, item in enumerate(value):
             try:
-                items.append(item if item_type is Any else converter.structure(item, item_type))
+                items.append(item_hook(item, item_type))
             except Exception as exc:
                 note = IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
                 # what add_note() does, which Python 3.10 lacks
@@ -220,6 +240,10 @@ def _is_model(type_: Any) -> bool:
     return attrs.has(type_)
 
 
+#: Each model's slow path (cattrs' generated function), which its fast path must agree with.
+_SLOW_PATHS: dict[type[Any], Callable[[Mapping[str, Any]], Any]] = {}
+
+
 def _model_hook(cls: type[T]) -> Callable[[object, object], T]:
     fields = attrs.fields(cls)  # type: ignore[arg-type]  # only called for attrs classes
     aliases = _ALIASES.get(cls, {})
@@ -232,21 +256,94 @@ def _model_hook(cls: type[T]) -> Callable[[object, object], T]:
     known = {key for keys in keys_of.values() for key in keys}
     keeps_extra = any(field.name == "extra" for field in fields)
     inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False)
+    # The fast path reads each field straight into its own hook, found once here (the first
+    # key of the field that is not None; so an optional field takes its inner type's hook).
+    # On any failure the value is structured again by cattrs' generated function, which
+    # raises the detailed error (with the path of the field).
+    plan = [
+        (keys_of[field.name], field.alias, converter.get_structure_hook(inner_type), inner_type)
+        for field in fields
+        if field.init and field.name in keys_of
+        for inner_type in (_without_none(field.type),)
+    ]
+    read = _field_reader(plan, known if keeps_extra else None)
 
-    def structure(value: object, _: object) -> T:
-        if not isinstance(value, Mapping):
-            raise _fail(value, f"an object for {cls.__name__}")
-        normalised: dict[str, Any] = {}
+    def normalised(value: Mapping[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
         for name, keys in keys_of.items():
             for key in keys:
                 if value.get(key) is not None:
-                    normalised[name] = value[key]
+                    found[name] = value[key]
                     break
         if keeps_extra:
-            normalised["extra"] = {k: v for k, v in value.items() if k not in known}
-        return inner(normalised, cls)
+            found["extra"] = {k: v for k, v in value.items() if k not in known}
+        return found
+
+    def slow(value: Mapping[str, Any]) -> T:
+        return inner(normalised(value), cls)
+
+    _SLOW_PATHS[cls] = slow
+
+    def structure(value: object, _: object) -> T:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise _fail(value, f"an object for {cls.__name__}")
+        try:
+            return cls(**read(value))
+        except Exception:  # told in detail by the slow path
+            return slow(value)
 
     return structure
+
+
+#: The hooks that return a value of their plain type unchanged, and the test for that type.
+_PLAIN_TYPES: dict[Callable[[Any, Any], Any], str] = {
+    _to_str: "type(item) is str",
+    _to_int: "type(item) is int",
+    _to_float: "type(item) is float and item == item",  # NaN is refused by the hook
+    _to_bool: "type(item) is bool",
+}
+
+
+def _field_reader(
+    plan: list[tuple[tuple[str, ...], str, Callable[[Any, Any], Any], Any]],
+    known: set[str] | None,
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A function made for one model: the keyword arguments of its fields from a payload.
+
+    Written out once as straight-line code (one ``get`` per key, the first that is not None
+    wins, each through its field's hook), as cattrs does for its own structure functions:
+    a loop over the fields costs as much again on a transcript of thousands of sentences.
+    ``known`` (when the model keeps ``extra``): the keys of its fields.
+    """
+    namespace: dict[str, Any] = {"known": known}
+    lines = ["def read(value):", "    get = value.get", "    kwargs = {}"]
+    for number, (keys, alias, hook, type_) in enumerate(plan):
+        namespace[f"hook{number}"], namespace[f"type{number}"] = hook, type_
+        # a value already of the field's plain type is taken as it is (what the hook does)
+        plain = _PLAIN_TYPES.get(hook)
+        call = f"hook{number}(item, type{number})"
+        if plain is not None:
+            call = f"item if {plain} else {call}"
+        for position, key in enumerate(keys):
+            keyword = "if" if position == 0 else "elif"
+            lines.append(
+                f"    {keyword} (item := get({key!r})) is not None: kwargs[{alias!r}] = {call}"
+            )
+    if known is not None:
+        lines.append('    kwargs["extra"] = {k: v for k, v in value.items() if k not in known}')
+    lines.append("    return kwargs")
+    exec("\n".join(lines), namespace)  # our own field names, written out by repr()
+    reader: Callable[[Mapping[str, Any]], dict[str, Any]] = namespace["read"]
+    return reader
+
+
+def _without_none(type_: Any) -> Any:
+    """``X`` for ``X | None`` (and ``Optional[X]``); any other type as it is."""
+    args = get_args(type_)
+    if type(None) in args and get_origin(type_) in (Union, UnionType):
+        rest = tuple(arg for arg in args if arg is not type(None))
+        return rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 - built at run time
+    return type_
 
 
 def _build_converter() -> cattrs.Converter:
@@ -415,7 +512,7 @@ MAX_PAGES = 10_000
 
 
 class PageStep(enum.Enum):
-    """What a listing does with the page it just fetched (see :func:`step_after_page`)."""
+    """What a listing does with the page it just fetched (see `step_after_page()`)."""
 
     NEXT = "next"
     """Yield its items and fetch the next page."""
@@ -435,7 +532,7 @@ def step_after_page(
 ) -> PageStep:
     """Decide whether a listing goes on after page ``number`` (1-based), from its own figures.
 
-    An empty page ends the listing, and so does page :data:`MAX_PAGES` (after its items); a
+    An empty page ends the listing, and so does page `MAX_PAGES` (after its items); a
     page with the same ids as the one before is dropped and ends it. Otherwise the server's
     figures decide:
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssemble_async import (
@@ -20,13 +21,20 @@ from ssemble_async import (
     RequestState,
     RequestSummary,
     ResponseValidationError,
+    Sentence,
+    Short,
+    ShortsRequest,
     TimeRange,
 )
 from ssemble_async._converter import (
+    _ALIASES,
+    _SLOW_PATHS,
     MAX_BODY_BYTES,
     MAX_PAGES,
     Page,
     PageStep,
+    _camel,
+    converter,
     parse_created,
     parse_page,
     parse_shorts_request,
@@ -509,3 +517,49 @@ def test_a_server_that_always_has_more_new_items_is_left_at_the_page_cap() -> No
 
     listed, fetched = list_all(serve, requested=1)
     assert fetched == len(listed) == MAX_PAGES
+
+
+_WIRE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([float("nan"), float("inf"), -0.0, 1.5, 7]),
+    st.sampled_from(["", "1", "2.5", " 3 ", "true", "no", "x", "nan", "2024-05-01T10:00:00Z"]),
+    st.text(max_size=8),
+    st.lists(st.integers(0, 5), max_size=3),
+)
+
+
+@pytest.mark.parametrize("model", [Sentence, Short, ShortsRequest])
+@settings(max_examples=500)
+@given(data=st.data())
+def test_the_fast_path_agrees_with_cattrs_on_any_payload(model: type, data: st.DataObject) -> None:
+    """Each model's straight-line reader gives what cattrs' generated function gives, or
+    both refuse the payload."""
+    keys = sorted({key for keys in _wire_keys(model) for key in keys} | {"unknown"})
+    payload = data.draw(st.fixed_dictionaries({}, optional=dict.fromkeys(keys, _WIRE_VALUES)))
+    fast: object
+    slow: object
+    try:
+        fast = converter.structure(payload, model)
+    except Exception as exc:
+        fast = type(exc)
+    try:
+        slow = _SLOW_PATHS[model](payload)
+    except Exception as exc:
+        slow = type(exc)
+    if isinstance(fast, type) or isinstance(slow, type):
+        assert isinstance(fast, type) and isinstance(slow, type), (fast, slow)
+    else:
+        assert fast == slow
+
+
+def _wire_keys(model: type) -> list[tuple[str, ...]]:
+    """The keys each field of ``model`` may come under (its aliases, camelCase, its name)."""
+    aliases = _ALIASES.get(model, {})
+    return [
+        (*aliases.get(field.name, ()), _camel(field.name), field.name)
+        for field in attrs.fields(model)
+        if field.name != "extra"
+    ]
