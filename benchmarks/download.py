@@ -1,26 +1,37 @@
-"""Download throughput: ssemble_async's downloader against plain aiohttp loops, curl and aria2c.
+"""Download cost: ssemble_async's downloader against aria2c, curl and a plain aiohttp loop.
 
 Generated MP4 files are served from 127.0.0.1 by a sendfile server in its own process
 (nginx when installed, else aiohttp's ``FileResponse``). Each client downloads the same set
-at concurrency 8 in a fresh subprocess; ``os.wait4`` gives that child's CPU time and peak
-RSS. One table per file set and target (tmpfs, and a disk file system so that the client's
-own cost shows beside the disk's), with the throughput ratio of ssemble_async at its
-default settings to each client.
+at concurrency 8 in a fresh process, spawned by a bare launcher whose ``os.wait4`` gives
+the child's user and system CPU and its peak RSS. One table per workload and target (tmpfs,
+so that the client's own cost shows, and a disk file system, where ``fsync`` costs what
+it costs). ssemble_async runs through ``download_many`` at its defaults (16 clips a
+request) with everything it promises: fsync, verification, a sidecar per clip, a manifest
+per request. The others write plain files.
 
-    python benchmarks/download.py [--sets big,small] [--targets shm,disk] [--repeat N] [--quick]
+Then the per-clip cost of one request of 100, 1,000 and 10,000 clips (planning, manifest
+and report work, with and without tiny transfers), and a summary of issue 11's targets.
+A client that is not installed (aria2c, curl) is left out; so is nginx (the fallback
+server is slower, so read the ratios). ``--profile`` also runs the SDK on the small-clip
+workload under cProfile and writes the summary to ``benchmarks/profiles/``.
+
+    python benchmarks/download.py [--sets big,small] [--targets shm,disk] [--repeat N]
+                                  [--quick] [--tune] [--no-curve] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
+import io
 import json
 import os
+import pstats
 import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,23 +40,22 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiofiles
-import aiohttp
-from aiohttp import web
-
-from ssemble_async import Client, ClipState, RequestState, Short, ShortsRequest
-from ssemble_async.testing import make_mp4
+from typing import Any
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 CONCURRENCY = 8
-CLIPS_PER_REQUEST = 16  # a realistic request; the manifest is rewritten per clip event
-DEFAULT_CHUNK: int = inspect.signature(Client.download_many).parameters["chunk_size"].default
-TUNE_CHUNKS = (256 * KiB, 1 * MiB, 4 * MiB)
-SETS = {"big": (32, 32 * MiB), "small": (512, 256 * KiB), "huge": (8, 128 * MiB)}
+CLIPS_PER_REQUEST = 16  # a realistic request
+OURS = "ssemble_async (defaults)"
+TUNE_CHUNKS = (256 * KiB, 4 * MiB)
+SETS = {"big": (32, 32 * MiB), "small": (512, 256 * KiB)}
 QUICK_SETS = {"big": (8, 32 * MiB), "small": (128, 256 * KiB)}
+#: the SDK alone on growing files, for its peak RSS (the issue: flat from 32 MiB to 1 GiB)
+RSS_SETS = {"huge": (8, 128 * MiB), "giant": (2, GiB)}
+CURVE = (100, 1_000, 10_000)
+QUICK_CURVE = (100, 1_000)
 SHM = Path("/dev/shm")
 SOURCE = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / "ssemble-bench-src"
+PROFILES = Path(__file__).parent / "profiles"
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,15 @@ class FileSet:
 
     @property
     def title(self) -> str:
-        unit = f"{self.size // MiB} MiB" if self.size >= MiB else f"{self.size // KiB} KiB"
+        unit = f"{self.size // GiB} GiB" if self.size >= GiB else None
+        unit = unit or (
+            f"{self.size // MiB} MiB" if self.size >= MiB else f"{self.size // KiB} KiB"
+        )
         return f"{self.count} x {unit}"
+
+    @property
+    def gib(self) -> float:
+        return self.count * self.size / GiB
 
     def names(self) -> list[str]:
         return [f"{i:04d}.mp4" for i in range(self.count)]
@@ -71,10 +88,11 @@ class Contender:
 
 @dataclass(frozen=True)
 class Sample:
-    seconds: float
-    cpu: float  # user + sys, without the interpreter's start-up and imports
+    seconds: float  # the transfer: Python clients time themselves after their imports
+    process: float  # spawn to exit
+    user: float  # CPU without the interpreter's start-up and imports
+    system: float
     rss_mib: float
-    startup_cpu: float
     error: str | None = None
 
 
@@ -86,30 +104,49 @@ def name(url: str) -> str:
 
 
 async def run_ssemble(urls: list[str], dest: Path, chunk: int) -> str | None:
-    requests = [
+    """The SDK at its defaults (``chunk``: 0, else the chunk size being tuned),
+    ``CLIPS_PER_REQUEST`` clips a request."""
+    from ssemble_async import Client, ClipState  # noqa: PLC0415 - the plain loop never loads it
+
+    requests = synthetic_requests(urls, CLIPS_PER_REQUEST)
+    tuning = {"chunk_size": chunk} if chunk else {}
+    async with Client(api_key="sk_ssemble_bench", base_url="http://127.0.0.1:9/api/v1") as client:
+        report = await client.download_many(requests, dest, **tuning)
+    done = len(report.by_state(ClipState.DOWNLOADED))
+    return None if report.ok and done == len(urls) else f"{done}/{len(urls)} downloaded"
+
+
+def synthetic_requests(urls: list[str], per_request: int, *, error: bool = False) -> list[Any]:
+    """Completed requests of ``per_request`` clips each, one clip per URL (``error``: every
+    clip flagged as failed on the server, so nothing is fetched)."""
+    from ssemble_async import RequestState, Short, ShortsRequest  # noqa: PLC0415
+
+    return [
         ShortsRequest(
             request_id=f"{0xBE7C << 64 | start:024x}",
             status=RequestState.COMPLETED,
             status_raw="completed",
             shorts=tuple(
-                Short(id=f"{i:024x}", video_url=url, viral_score=float(i % 100))
-                for i, url in enumerate(urls[start : start + CLIPS_PER_REQUEST], start)
+                Short(
+                    id=f"{i:024x}",
+                    video_url=None if error else url,
+                    error=error,
+                    title=f"clip {i}",
+                    viral_score=float(i % 100),
+                )
+                for i, url in enumerate(urls[start : start + per_request], start)
             ),
         )
-        for start in range(0, len(urls), CLIPS_PER_REQUEST)
+        for start in range(0, len(urls), per_request)
     ]
-    async with Client(api_key="sk_ssemble_bench", base_url="http://127.0.0.1:9/api/v1") as client:
-        report = await client.download_many(
-            requests, dest, concurrency=CONCURRENCY, chunk_size=chunk, overwrite=True
-        )
-    done = len(report.by_state(ClipState.DOWNLOADED))
-    return None if report.ok and done == len(urls) else f"{done}/{len(urls)} downloaded"
 
 
 async def run_aiohttp(urls: list[str], dest: Path, chunk: int) -> str | None:
     """The plain loop: a semaphore, ``iter_chunked``, one aiofiles write per chunk."""
+    import aiofiles  # noqa: PLC0415
+    import aiohttp  # noqa: PLC0415
+
     limit = asyncio.Semaphore(CONCURRENCY)
-    read_bufsize = max(chunk, 64 * KiB)  # aiohttp's default is 64 KiB
 
     async def one(session: aiohttp.ClientSession, url: str) -> None:
         async with limit, session.get(url) as response:
@@ -118,7 +155,7 @@ async def run_aiohttp(urls: list[str], dest: Path, chunk: int) -> str | None:
                 async for data in response.content.iter_chunked(chunk):
                     await file.write(data)
 
-    async with aiohttp.ClientSession(read_bufsize=read_bufsize) as session:
+    async with aiohttp.ClientSession(read_bufsize=max(chunk, 64 * KiB)) as session:
         await asyncio.gather(*(one(session, url) for url in urls))
     return None
 
@@ -131,12 +168,42 @@ def child(kind: str, plan: Path, dest: Path, chunk: int) -> None:
     runner = run_ssemble if kind == "ssemble" else run_aiohttp
     error = asyncio.run(runner(urls, dest, chunk))
     elapsed = time.perf_counter() - started
-    startup = usage.ru_utime + usage.ru_stime
-    print(json.dumps({"seconds": elapsed, "startup_cpu": startup, "error": error}))
+    startup = [usage.ru_utime, usage.ru_stime]
+    print(json.dumps({"seconds": elapsed, "startup": startup, "error": error}))
+
+
+def curve_child(url: str, count: int, dest: Path) -> None:
+    """One request of ``count`` clips, four ways; print one JSON line of seconds per clip.
+
+    ``error``: every clip flagged failed on the server (planning, one manifest record per
+    clip, the report: no transfer); ``error again``: the same call on the finished folder
+    (read from its manifest); ``tiny``: every clip a 4 KiB file from the local server (a
+    transfer, a sidecar and the file's commit per clip); ``tiny again``: that call again.
+    """
+    from ssemble_async import Client  # noqa: PLC0415
+
+    async def run() -> dict[str, list[float]]:
+        costs: dict[str, list[float]] = {}
+        async with Client(api_key="sk_ssemble_bench", base_url="http://127.0.0.1:9/api/v1") as c:
+            for kind in ("error", "tiny"):
+                requests = synthetic_requests([url] * count, count, error=kind == "error")
+                folder = dest / kind
+                for label in (kind, f"{kind} again"):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    report = await c.download_many(requests, folder)
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    if not report.ok or len(report.outcomes) != count:
+                        raise SystemExit(f"{label}: {report.counts()}")
+                    costs[label] = [wall / count, cpu / count]
+        return costs
+
+    print(json.dumps(asyncio.run(run())))
 
 
 def serve(root: Path, port: int) -> None:
     """The fallback file server: aiohttp's static route answers with sendfile."""
+    from aiohttp import web  # noqa: PLC0415
+
     app = web.Application()
     app.router.add_static("/", root)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
@@ -146,10 +213,12 @@ def serve(root: Path, port: int) -> None:
 
 
 def prepare(file_set: FileSet) -> None:
+    from ssemble_async.testing import make_mp4  # noqa: PLC0415
+
     folder = SOURCE / file_set.name
     folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(file_set.names()):
-        path = folder / name
+    for i, file_name in enumerate(file_set.names()):
+        path = folder / file_name
         if not path.exists() or path.stat().st_size != file_set.size:
             path.write_bytes(make_mp4(file_set.size, f"{file_set.name}-{i}"))
 
@@ -162,12 +231,14 @@ def free_port() -> int:
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    from ssemble_async.testing import make_mp4  # noqa: PLC0415
+
     port = free_port()
     if shutil.which("nginx"):
         kind = "nginx (sendfile)"
         temps = " ".join(
-            f"{name}_temp_path {work}/{name};"
-            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            f"{temp}_temp_path {work}/{temp};"
+            for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         (work / "nginx.conf").write_text(
             ("user root;\n" if os.geteuid() == 0 else "")
@@ -185,6 +256,7 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], int, str]:
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     probe = f"http://127.0.0.1:{port}/ready.mp4"
     (SOURCE / "ready.mp4").write_bytes(make_mp4(64, "ready"))
+    (SOURCE / "tiny.mp4").write_bytes(make_mp4(4 * KiB, "tiny"))
     for _ in range(100):
         try:
             with urllib.request.urlopen(probe, timeout=1):
@@ -238,7 +310,7 @@ for line in sys.stdin:
     wall = time.perf_counter() - started
     os.close(fd)
     code = os.waitstatus_to_exitcode(code)
-    print(json.dumps([wall, code, use.ru_utime + use.ru_stime, use.ru_maxrss]), flush=True)
+    print(json.dumps([wall, code, use.ru_utime, use.ru_stime, use.ru_maxrss]), flush=True)
 """
 
 
@@ -246,7 +318,7 @@ class Launcher:
     """A bare Python process that spawns each client and reads its rusage with ``wait4``.
 
     Linux counts the spawner's own peak RSS into a child's ``ru_maxrss`` (it is carried over
-    at exec), so the spawner must be small: not this script, which holds aiohttp and the files.
+    at exec), so the spawner must be small: not this script, which holds the files.
     """
 
     def __init__(self) -> None:
@@ -257,12 +329,12 @@ class Launcher:
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.floor_mib = int(self.stdout.readline()) / KiB
 
-    def run(self, argv: list[str], out: Path) -> tuple[float, int, float, float, str]:
-        """Wall seconds, exit code, CPU seconds, peak RSS MiB and output of one run."""
+    def run(self, argv: list[str], out: Path) -> tuple[float, int, float, float, float, str]:
+        """Wall seconds, exit code, user and system CPU, peak RSS MiB, output of one run."""
         self.stdin.write(json.dumps([argv, str(out)]) + "\n")
         self.stdin.flush()
-        wall, code, cpu, rss = json.loads(self.stdout.readline())
-        return wall, code, cpu, rss / KiB, out.read_text(errors="replace")
+        wall, code, user, system, rss = json.loads(self.stdout.readline())
+        return wall, code, user, system, rss / KiB, out.read_text(errors="replace")
 
     def close(self) -> None:
         self.stdin.close()
@@ -285,19 +357,21 @@ def run_one(
     dest = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     try:
         argv = contender.command(work, dest)
-        wall, code, cpu, rss, output = launcher.run(argv, work / "output.txt")
+        wall, code, user, system, rss, output = launcher.run(argv, work / "output.txt")
         error = f"exit {code}: {output.strip()[-200:]}" if code else None
-        startup = 0.0
+        seconds = wall
         if sys.executable in argv and not error:  # the Python clients report on stdout
             report = json.loads(output.strip().splitlines()[-1])
-            wall, startup, error = report["seconds"], report["startup_cpu"], report["error"]
-        return Sample(wall, cpu - startup, rss, startup, error or verify(dest, file_set))
+            seconds, error = report["seconds"], report["error"]
+            user -= report["startup"][0]
+            system -= report["startup"][1]
+        return Sample(seconds, wall, user, system, rss, error or verify(dest, file_set))
     finally:
         shutil.rmtree(dest, ignore_errors=True)
         os.sync()  # the next run must not pay for this one's writeback
 
 
-def contenders(port: int, file_set: FileSet, work: Path) -> list[Contender]:
+def contenders(port: int, file_set: FileSet, work: Path, *, tune: bool = False) -> list[Contender]:
     urls = [f"http://127.0.0.1:{port}/{file_set.name}/{n}" for n in file_set.names()]
     plan = work / f"{file_set.name}.json"
     plan.write_text(json.dumps(urls))
@@ -319,30 +393,35 @@ def contenders(port: int, file_set: FileSet, work: Path) -> list[Contender]:
         flags += [f"-j{CONCURRENCY}", "-x1", "-q", "-d", str(dest), "-i", str(listing)]
         return ["aria2c", *flags]
 
+    tuned = [
+        Contender(f"ssemble_async chunk {c // KiB} KiB", python("ssemble", c))
+        for c in (TUNE_CHUNKS if tune else ())
+    ]
     return [
-        Contender(
-            f"ssemble_async (default, {DEFAULT_CHUNK // KiB} KiB)", python("ssemble", DEFAULT_CHUNK)
-        ),
-        *(
-            Contender(f"ssemble_async chunk {c // KiB} KiB", python("ssemble", c))
-            for c in TUNE_CHUNKS
-            if c != DEFAULT_CHUNK
-        ),
-        Contender("aiohttp+aiofiles, 64 KiB chunks", python("aiohttp", 64 * KiB)),
-        Contender("aiohttp+aiofiles, 1 MiB chunks", python("aiohttp", MiB)),
-        Contender("curl --parallel-max 8", curl if shutil.which("curl") else None),
+        Contender(OURS, python("ssemble", 0)),
+        *tuned,
         Contender("aria2c -j8 -x1", aria2 if shutil.which("aria2c") else None),
+        Contender("curl --parallel-max 8", curl if shutil.which("curl") else None),
+        Contender("aiohttp loop, 1 MiB chunks", python("aiohttp", MiB)),
     ]
 
 
-def best(samples: list[Sample]) -> Sample:
-    """Best-of-N wall time; the least CPU; the highest peak RSS."""
+def median(samples: list[Sample]) -> Sample:
+    """The median of each figure over the runs that succeeded (the highest peak RSS)."""
     good = [s for s in samples if s.error is None]
     if not good:
         return samples[-1]
-    fastest = min(good, key=lambda s: s.seconds)
-    cpu = min(s.cpu for s in good)
-    return Sample(fastest.seconds, cpu, max(s.rss_mib for s in good), fastest.startup_cpu)
+
+    def mid(figure: Callable[[Sample], float]) -> float:
+        return statistics.median(figure(s) for s in good)
+
+    return Sample(
+        mid(lambda s: s.seconds),
+        mid(lambda s: s.process),
+        mid(lambda s: s.user),
+        mid(lambda s: s.system),
+        max(s.rss_mib for s in good),
+    )
 
 
 @dataclass
@@ -351,10 +430,10 @@ class Bench:
     work: Path
     port: int
     repeat: int
-    startups: list[float]
+    results: dict[tuple[str, str, str], Sample]  # (set, target, label) -> median
 
     def measure(self, file_set: FileSet, base: Path, field: list[Contender]) -> list[Sample | None]:
-        """Each client ``repeat`` times, interleaved; the best of each (None: not installed).
+        """Each client ``repeat`` times, interleaved; the median of each (None: absent).
 
         One untimed run goes first: the first timed run must not pay for a cold start.
         """
@@ -364,48 +443,159 @@ class Bench:
             for contender, samples in zip(field, runs, strict=True):
                 if contender.command is not None:
                     samples.append(run_one(self.launcher, contender, file_set, base, self.work))
-        self.startups += [s.startup_cpu for samples in runs for s in samples if s.startup_cpu]
-        return [best(samples) if samples else None for samples in runs]
+        return [median(samples) if samples else None for samples in runs]
 
-    def table(
-        self, target: str, base: Path, file_set: FileSet, field: list[Contender]
-    ) -> list[Sample | None]:
+    def table(self, target: str, base: Path, file_set: FileSet, field: list[Contender]) -> None:
         """Measure, then print one table; the rows in the order of ``field``."""
         rows = self.measure(file_set, base, field)
-        gib = file_set.count * file_set.size / GiB
+        gib = file_set.gib
         print(f"\n{file_set.title} -> {target}: {base} ({fs_type(base.parent)})")
-        print(f"  {'client':<34} {'s':>7} {'GiB/s':>7} {'CPU s/GiB':>10} {'RSS MiB':>8} ours/it")
-        ours = rows[0]
-        ours_rate = gib / ours.seconds if ours is not None and ours.error is None else None
+        print(
+            f"  {'client':<30} {'s':>6} {'proc s':>6} {'GiB/s':>6} {'user s':>6} {'sys s':>6}"
+            f" {'CPU s/GiB':>9} {'RSS MiB':>7} {'ours: time':>10} {'CPU':>6}"
+        )
+        ours = rows[0] if rows[0] is not None and rows[0].error is None else None
         for contender, sample in zip(field, rows, strict=True):
             label = contender.label
             if sample is None:
-                print(f"  {label:<34} not installed")
-            elif sample.error is not None:
-                print(f"  {label:<34} FAILED: {sample.error}")
-            else:
-                rate = gib / sample.seconds
-                ratio = f"{ours_rate / rate:>7.2f}x" if ours_rate else "       -"
-                low = sample.rss_mib < self.launcher.floor_mib + 1
-                rss = f"<={self.launcher.floor_mib:.0f}" if low else f"{sample.rss_mib:.1f}"
-                print(
-                    f"  {label:<34} {sample.seconds:>7.2f} {rate:>7.2f}"
-                    f" {sample.cpu / gib:>10.2f} {rss:>8} {ratio}"
-                )
-        return rows
+                print(f"  {label:<30} not installed")
+                continue
+            if sample.error is not None:
+                print(f"  {label:<30} FAILED: {sample.error}")
+                continue
+            self.results[(file_set.name, target, label)] = sample
+            cpu = sample.user + sample.system
+            time_ratio = f"{ours.seconds / sample.seconds:9.2f}x" if ours else "         -"
+            cpu_ratio = f"{(ours.user + ours.system) / cpu:5.2f}x" if ours and cpu else "     -"
+            low = sample.rss_mib < self.launcher.floor_mib + 1
+            rss = f"<={self.launcher.floor_mib:.0f}" if low else f"{sample.rss_mib:.1f}"
+            print(
+                f"  {label:<30} {sample.seconds:6.2f} {sample.process:6.2f}"
+                f" {gib / sample.seconds:6.2f} {sample.user:6.2f} {sample.system:6.2f}"
+                f" {cpu / gib:9.2f} {rss:>7} {time_ratio} {cpu_ratio}"
+            )
+
+
+def per_clip_curve(port: int, counts: tuple[int, ...], work: Path) -> dict[int, dict[str, Any]]:
+    """Run the curve child once per count; print and return its costs per clip."""
+    print(
+        "\nper-clip cost of one request of N clips (microseconds per clip: wall / CPU, in-process)"
+        "\n  error: every clip failed on the server (plan, one manifest record each, report);"
+        " tiny: a 4 KiB file each\n  (transfer, verify, fsync, sidecar, manifest);"
+        " again: the same call on the finished folder"
+    )
+    kinds = ("error", "error again", "tiny", "tiny again")
+    print(f"  {'clips':>7}" + "".join(f" {kind:>17}" for kind in kinds))
+    costs: dict[int, dict[str, Any]] = {}
+    url = f"http://127.0.0.1:{port}/tiny.mp4"
+    for count in counts:
+        dest = Path(tempfile.mkdtemp(prefix="curve-", dir=work))
+        argv = [sys.executable, __file__, "--child", "curve", "--url", url, "--dest", str(dest)]
+        done = subprocess.run(
+            [*argv, "--count", str(count)], capture_output=True, text=True, check=False
+        )
+        shutil.rmtree(dest, ignore_errors=True)
+        if done.returncode:
+            print(f"  {count:>7} FAILED: {(done.stdout + done.stderr).strip()[-300:]}")
+            continue
+        costs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+        cells = "".join(
+            f" {costs[count][k][0] * 1e6:8.0f} /{costs[count][k][1] * 1e6:7.0f}" for k in kinds
+        )
+        print(f"  {count:>7}{cells}")
+    return costs
+
+
+def profile_small(port: int, base: Path, file_set: FileSet, work: Path) -> Path:
+    """The SDK on the small-clip workload under cProfile; its summary as a text file."""
+    urls = [f"http://127.0.0.1:{port}/{file_set.name}/{n}" for n in file_set.names()]
+    plan = work / "profile.json"
+    plan.write_text(json.dumps(urls))
+    base.mkdir(parents=True, exist_ok=True)
+    dest = Path(tempfile.mkdtemp(prefix="profile-", dir=base))
+    raw = work / "small.prof"
+    argv = [sys.executable, "-m", "cProfile", "-o", str(raw), __file__, "--child", "ssemble"]
+    argv += ["--plan", str(plan), "--dest", str(dest), "--chunk", "0"]
+    try:
+        subprocess.run(argv, check=True, capture_output=True)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    text = io.StringIO()
+    text.write(
+        f"cProfile of the SDK on {file_set.title} into {fs_type(base)} ({base}), concurrency"
+        f" {CONCURRENCY}, {CLIPS_PER_REQUEST} clips a request; the event loop's thread only"
+        " (the file-system work in worker threads shows as the awaits of its thread trips).\n"
+        f"    {' '.join(argv)}\n"
+    )
+    stats = pstats.Stats(str(raw), stream=text).strip_dirs()
+    for order in ("cumulative", "tottime"):
+        text.write(f"\n== by {order} (the first 40) ==\n")
+        stats.sort_stats(order).print_stats(40)
+    PROFILES.mkdir(exist_ok=True)
+    summary = PROFILES / f"{file_set.name}-{fs_type(base)}.txt"
+    summary.write_text(text.getvalue())
+    return summary
+
+
+def summary(
+    bench: Bench, sets: list[FileSet], rss: dict[str, float], curve: dict[int, dict[str, Any]]
+) -> None:
+    """Issue 11's targets, each with the figure this run measured."""
+    results = bench.results
+    rows: list[tuple[str, float | None, float, str]] = []  # what, measured, target, unit
+
+    def ratio(set_name: str, other: str, figure: Callable[[Sample], float]) -> float | None:
+        ours = results.get((set_name, "shm", OURS))
+        it = results.get((set_name, "shm", other))
+        return None if ours is None or it is None else figure(ours) / figure(it)
+
+    def wall(s: Sample) -> float:
+        return s.seconds
+
+    def cpu(s: Sample) -> float:
+        return s.user + s.system
+
+    loop, aria2 = "aiohttp loop, 1 MiB chunks", "aria2c -j8 -x1"
+    rows.append(("small to tmpfs: time / aiohttp loop", ratio("small", loop, wall), 1.0, "x"))
+    rows.append(("small to tmpfs: time / aria2c", ratio("small", aria2, wall), 1.25, "x"))
+    rows.append(("big to tmpfs: time / aria2c", ratio("big", aria2, wall), 1.0, "x"))
+    rows.append(("big to tmpfs: CPU / aria2c", ratio("big", aria2, cpu), 0.9, "x"))
+    big = results.get(("big", "shm", OURS))
+    gib = next((file_set.gib for file_set in sets if file_set.name == "big"), 1.0)
+    rows.append(("big to tmpfs: user CPU per GiB", big.user / gib if big else None, 0.5, " s"))
+    for title, mib in rss.items():
+        rows.append((f"peak RSS, {title} files", mib, 48.0, " MiB"))
+    if len(curve) >= 2:  # the two largest: a run of 100 clips is too short to compare with
+        low, high = sorted(curve)[-2:]
+        for kind in ("error", "tiny"):
+            growth = curve[high][kind][1] / curve[low][kind][1]
+            rows.append((f"per-clip CPU, {kind}: {high:,} / {low:,} clips", growth, 1.5, "x"))
+    print("\nissue 11's targets (this run)")
+    for what, measured, target, unit in rows:
+        if measured is None:
+            print(f"  {what:<42} {'-':>8}  (not measured)")
+            continue
+        met = "met" if measured <= target else "MISSED"
+        print(f"  {what:<42} {measured:8.2f}{unit:<4} target <= {target:g}{unit.strip()}  {met}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sets", default="big,small", help="big, small (comma-separated)")
     parser.add_argument("--targets", default="shm,disk", help="shm, disk (comma-separated)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per client; best wall time")
-    parser.add_argument("--quick", action="store_true", help="8 x 32 MiB and 128 x 256 KiB")
-    for hidden in ("--child", "--plan", "--dest", "--serve"):
+    parser.add_argument("--repeat", type=int, help="runs per client, median (default 3; 1 quick)")
+    parser.add_argument("--quick", action="store_true", help="8 x 32 MiB, 128 x 256 KiB")
+    parser.add_argument("--tune", action="store_true", help="also the SDK at other chunk sizes")
+    parser.add_argument("--no-curve", action="store_true", help="skip the per-clip cost curve")
+    parser.add_argument("--profile", action="store_true", help="cProfile the small-clip run")
+    for hidden in ("--child", "--plan", "--url", "--dest", "--serve"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
-    parser.add_argument("--chunk", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    for hidden in ("--chunk", "--port", "--count"):
+        parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     args, unknown = parser.parse_known_args()
+    if args.child == "curve":
+        curve_child(args.url, args.count, Path(args.dest))
+        return
     if args.child:
         child(args.child, Path(args.plan), Path(args.dest), args.chunk)
         return
@@ -415,46 +605,52 @@ def main() -> None:
     if unknown:  # `nox -s bench -- ...` hands the same arguments to every benchmark
         print(f"(ignoring arguments meant for another benchmark: {' '.join(unknown)})")
     sizes = QUICK_SETS if args.quick else SETS
-    chosen = [FileSet(name, *sizes[name]) for name in args.sets.split(",") if name in sizes]
+    chosen = [FileSet(n, *sizes[n]) for n in args.sets.split(",") if n in sizes]
     places = targets(args.targets.split(","))
-    huge = FileSet("huge", *SETS["huge"])
-    with_huge = not args.quick and "shm" in places and any(s.name == "big" for s in chosen)
+    rss_sets = [FileSet(n, *RSS_SETS[n]) for n in RSS_SETS if "shm" in places and not args.quick]
     print(f"preparing files in {SOURCE} ...", flush=True)
-    for file_set in [*chosen, *([huge] if with_huge else [])]:
+    for file_set in [*chosen, *rss_sets]:
         prepare(file_set)
     work = Path(tempfile.mkdtemp(prefix="ssemble-bench-"))
     server, port, server_kind = start_server(work)
-    bench = Bench(Launcher(), work, port, max(1, args.repeat), [])
+    repeat = args.repeat or (1 if args.quick else 3)
+    bench = Bench(Launcher(), work, port, max(1, repeat), {})
     loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
         print(f"server: {server_kind} on 127.0.0.1:{port}; {os.cpu_count()} CPUs")
-        print(f"load average before: {loads}; concurrency {CONCURRENCY}; best of {bench.repeat}")
-        rss_by_size: dict[str, float] = {}
+        print(f"load average before: {loads}; concurrency {CONCURRENCY}; median of {bench.repeat}")
         for file_set in chosen:
-            field = contenders(port, file_set, work)
+            field = contenders(port, file_set, work, tune=args.tune)
             for target, base in places.items():
-                ours = bench.table(target, base, file_set, field)[0]
-                if target == "shm" and file_set.name == "big" and ours and not ours.error:
-                    rss_by_size[file_set.title] = ours.rss_mib
-        if with_huge:
-            ours = bench.table("shm", places["shm"], huge, contenders(port, huge, work)[:1])[0]
-            rss_by_size[huge.title] = ours.rss_mib if ours and not ours.error else float("nan")
-            flat = ", ".join(f"{title} files: {rss:.1f} MiB" for title, rss in rss_by_size.items())
-            print(f"\npeak RSS of ssemble_async (default) into tmpfs, as files grow: {flat}")
-        if bench.startups:
-            mean = sum(bench.startups) / len(bench.startups)
-            print(f"\nCPU s/GiB leaves out Python start-up and imports ({mean:.2f} s a child).")
+                bench.table(target, base, file_set, field)
+        for file_set in rss_sets:  # the SDK alone, for its peak RSS as files grow
+            bench.table("shm", places["shm"], file_set, contenders(port, file_set, work)[:1])
+        rss: dict[str, float] = {}
+        for file_set in [*chosen, *rss_sets]:
+            sample = bench.results.get((file_set.name, "shm", OURS))
+            if sample is not None and file_set.name != "small":
+                rss[f"{file_set.size // MiB} MiB"] = sample.rss_mib
+        if len(rss) > 1:
+            flat = ", ".join(f"{size} files: {mib:.1f} MiB" for size, mib in rss.items())
+            print(f"\npeak RSS of {OURS} into tmpfs, as files grow: {flat}")
+        counts = QUICK_CURVE if args.quick else CURVE
+        curve = {} if args.no_curve else per_clip_curve(port, counts, work)
+        if args.profile and "shm" in places and any(f.name == "small" for f in chosen):
+            small = next(f for f in chosen if f.name == "small")
+            print(f"\nprofile: {profile_small(port, places['shm'], small, work)}")
         loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
-            "s: transfer wall time (Python clients time themselves; curl/aria2c spawn to exit),"
-            " after one untimed warm-up run per table."
-            "\nRSS: peak of the client process (wait4); <=N: at most the spawner's own N MiB."
-            "\nours/it: throughput of ssemble_async (default) over that client's (>1: ours faster)."
-            "\nssemble_async also fsyncs each file and writes a sidecar and a manifest per request;"
-            " the others do not.\nCaveat: server, client and kernel copies share the CPUs;"
-            f" load average after: {loads}. On a shared or busy machine use --repeat 3 and"
-            " read the ratios, not the absolute figures."
+            "\ns: transfer wall time (Python clients time themselves after their imports;"
+            " curl and aria2c: spawn to exit); proc s: spawn to exit, for all.\nuser s, sys s:"
+            " CPU of the client process (wait4), less the Python clients' start-up and imports."
+            "\nRSS: peak of the client process; <=N: at most the spawner's own N MiB."
+            "\nours: time, CPU: ssemble_async (defaults) as a multiple of that client's (<1:"
+            " ours is less).\nssemble_async also fsyncs each file, verifies it, writes a sidecar"
+            " per clip and a manifest per request; the others do not.\nCaveat: server, client"
+            f" and kernel copies share the CPUs; load average after: {loads}. On a busy"
+            " machine read the ratios, not the absolute figures."
         )
+        summary(bench, chosen, rss, curve)
     finally:
         bench.launcher.close()
         server.send_signal(signal.SIGTERM)

@@ -1,13 +1,14 @@
 """The per-clip fetch loop: one clip's bytes into its ``.part``, resumed, retried, bounded.
 
-Around :func:`fetch_to_part` (one HTTP transfer) this loop decides what the next try is: a
+Around `fetch_to_part()` (one HTTP transfer) this loop decides what the next try is: a
 resume after a drop, a fresh URL after the host refused the old one, a backoff, or giving
-up. The decisions are pure functions (:func:`resume_state`, :func:`made_progress`); the loop
+up. The decisions are pure functions (`resume_state()`, `made_progress()`); the loop
 only acts on them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,7 @@ import attrs
 from ssemble_async import _clock
 from ssemble_async._config import ConnectionSettings, RetryPolicy, backoff_delay
 from ssemble_async._errors import DownloadError
+from ssemble_async._http import describe_retry
 from ssemble_async._manifest import ManifestEntry
 from ssemble_async._transfer import Expired, TransferState, Transient, fetch_to_part
 
@@ -26,8 +28,11 @@ __all__ = [
     "FetchSettings",
     "fetch_clip",
     "made_progress",
+    "may_resume",
     "resume_state",
 ]
+
+logger = logging.getLogger("ssemble_async")
 
 
 class ClipSource(Protocol):
@@ -72,6 +77,13 @@ class FetchSettings:
     max_url_refreshes: int = 3
 
 
+def may_resume(entry: ManifestEntry, file: str, *, overwrite: bool) -> bool:
+    """True when a ``.part`` that an earlier run left for ``file`` may be resumed: ``entry``
+    recorded the validator its bytes came with (only then is its size worth asking)."""
+    partial = entry.partial
+    return not overwrite and entry.file == file and partial is not None and bool(partial.validator)
+
+
 def resume_state(
     entry: ManifestEntry, file: str, part_size: int | None, *, overwrite: bool
 ) -> TransferState:
@@ -83,9 +95,7 @@ def resume_state(
     file. Otherwise the transfer starts at zero and cuts the ``.part`` to nothing.
     """
     partial = entry.partial
-    if overwrite or entry.file != file or partial is None or not partial.validator:
-        return TransferState()
-    if not part_size:
+    if partial is None or not part_size or not may_resume(entry, file, overwrite=overwrite):
         return TransferState()
     if partial.total is not None and part_size > partial.total:
         return TransferState()
@@ -111,8 +121,10 @@ async def fetch_clip(
     *,
     on_start: Callable[[TransferState], Awaitable[None]],
     on_bytes: Callable[[int], None],
+    on_sealed: Callable[[], None],
 ) -> None:
-    """Fetch until ``part`` holds the whole, verified, flushed clip.
+    """Fetch until ``part`` holds the whole, verified, flushed clip, and ``on_sealed`` (called
+    in the thread that flushed it: see `fetch_to_part()`) returned.
 
     Resumes after drops, asks ``source`` for a fresh URL when the host refuses one (when
     the request, read again, still gives the refused URL, or the URL comes from a re-read
@@ -126,7 +138,7 @@ async def fetch_clip(
         DownloadError: tries ran out, or no retry can mend the failure; the bytes in
             ``part`` are good (``state.offset`` of them).
         SsembleError: a fresh URL was needed and reading the request failed.
-        OSError: ``part`` could not be written.
+        OSError: ``part`` could not be written (or ``on_sealed`` raised it).
     """
     refreshes = tries = failures_in_a_row = 0
     unchanged_url: str | None = None
@@ -148,6 +160,7 @@ async def fetch_clip(
                     idle_timeout=settings.idle_timeout,
                     on_start=on_start,
                     on_bytes=on_bytes,
+                    on_sealed=on_sealed,
                     connection=settings.connection,
                 )
         except Expired as exc:
@@ -177,6 +190,13 @@ async def fetch_clip(
             failures_in_a_row = 0 if progressed else failures_in_a_row + 1
             if failures_in_a_row >= settings.retry.attempts or tries >= settings.max_tries:
                 raise DownloadError(f"{exc} (gave up after {tries} tries)") from exc
-            await _clock.sleep(backoff_delay(settings.retry, max(1, failures_in_a_row)))
+            delay = backoff_delay(settings.retry, max(1, failures_in_a_row))
+            if progressed:
+                logger.warning("clip %s: %s; resuming in %g s", clip_id, exc, round(delay, 1))
+            else:
+                retries = settings.retry.attempts - 1
+                what = describe_retry(failures_in_a_row, retries, delay, str(exc))
+                logger.warning("clip %s: %s", clip_id, what)
+            await _clock.sleep(delay)
             continue
         return

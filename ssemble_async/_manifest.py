@@ -1,11 +1,13 @@
 """The on-disk state of one request folder: manifest, journal, sidecars and the folder lock.
 
-A request folder holds, beside the clips::
+A request folder holds, beside the clips:
 
-    manifest.json       the last compacted state of every clip (replaced whole, atomically)
-    manifest.journal    one JSON line per clip event since then (appended; replayed on open)
-    <clip>.mp4.json     a sidecar per complete clip (replaced whole, atomically)
-    .ssemble.lock       the lock that makes one run at a time the folder's only writer
+```text
+manifest.json       the last compacted state of every clip (replaced whole, atomically)
+manifest.journal    one JSON line per clip event since then (appended; replayed on open)
+<clip>.mp4.json     a sidecar per complete clip (replaced whole, atomically)
+.ssemble.lock       the lock that makes one run at a time the folder's only writer
+```
 
 Records are typed attrs values structured by the package's one cattrs converter. Reading
 is forgiving (an unreadable manifest, a torn last journal line or an entry of the wrong
@@ -15,11 +17,13 @@ a clip count as present unless its size and modification time still match.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -41,9 +45,11 @@ __all__ = [
     "Sidecar",
     "decode_manifest",
     "encode_manifest",
+    "encode_sidecar",
     "journal_line",
     "load_manifest",
     "replay",
+    "sentence_texts",
 ]
 
 MANIFEST = "manifest.json"
@@ -55,6 +61,7 @@ _JOURNAL_SLACK = 256
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LOCK_POLL_FIRST = 0.05
 _LOCK_POLL_MAX = 1.0
+_T = TypeVar("_T")
 
 
 @attrs.frozen(kw_only=True)
@@ -156,9 +163,16 @@ class Sidecar:
     source_title: str | None = None
 
     @classmethod
-    def from_short(cls, request: ShortsRequest, short: Short) -> Sidecar:
-        """The sidecar of ``short``, one of ``request``'s clips."""
-        texts = {sentence.index: sentence.text for sentence in request.sentences}
+    def from_short(
+        cls, request: ShortsRequest, short: Short, texts: Mapping[int, str] | None = None
+    ) -> Sidecar:
+        """The sidecar of ``short``, one of ``request``'s clips.
+
+        ``texts`` (sentence index -> text) is `sentence_texts()` of ``request``, when the
+        caller keeps it for all of the request's clips.
+        """
+        if texts is None:
+            texts = sentence_texts(request)
         return cls(
             request_id=request.request_id,
             clip_id=short.id,
@@ -177,9 +191,18 @@ class Sidecar:
         )
 
 
+def sentence_texts(request: ShortsRequest) -> dict[int, str]:
+    """The request's sentences by index (what a sidecar quotes)."""
+    return {sentence.index: sentence.text for sentence in request.sentences}
+
+
 def _encode(value: object) -> bytes:
+    return _dump(converter.unstructure(value))
+
+
+def _dump(raw: object) -> bytes:
     # no indent: that keeps json on its C encoder, several times faster
-    return (json.dumps(converter.unstructure(value), ensure_ascii=False) + "\n").encode()
+    return (json.dumps(raw, ensure_ascii=False) + "\n").encode()
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -226,7 +249,8 @@ def decode_manifest(data: bytes) -> Manifest | None:
 
 def journal_line(clip_id: str, entry: ManifestEntry, generation: int = 0) -> bytes:
     """One journal line: the whole new entry of one clip, for the manifest of ``generation``."""
-    return _encode({"clip": clip_id, "gen": generation, "entry": converter.unstructure(entry)})
+    # the entry is unstructured once; the dict around it needs no converter
+    return _dump({"clip": clip_id, "gen": generation, "entry": converter.unstructure(entry)})
 
 
 def replay(manifest: Manifest, lines: Iterable[bytes]) -> Manifest:
@@ -293,6 +317,15 @@ def _replace_file(path: Path, data: bytes, *, durable: bool) -> None:
         raise
 
 
+def _write_sidecar(path: Path, data: bytes) -> OSError | None:
+    """Write a clip's sidecar; return the error that kept it from being written, if any."""
+    try:
+        _replace_file(path, data, durable=False)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _open_journal(path: Path) -> int:
     """Open the journal for appending; end a torn last line first, so that the next line
     is not glued to it (and lost with it)."""
@@ -332,8 +365,9 @@ class FolderLock:
     async def acquire(self, on_wait: Callable[[], None]) -> None:
         """Take the lock, calling ``on_wait`` once if another writer holds it first.
 
-        Polls with a growing interval (real time, whatever :func:`instant_waits` says: the
-        other writer is a real process). Cancellable.
+        Polls with a growing interval (real time, whatever
+        [`instant_waits()`][ssemble_async.instant_waits] says: the other writer is a real process).
+        Cancellable.
         """
         if self.try_acquire():
             return
@@ -343,6 +377,11 @@ class FolderLock:
             await anyio.sleep(interval)
             interval = min(interval * 2, _LOCK_POLL_MAX)
 
+    @property
+    def held(self) -> bool:
+        """True while this lock is taken."""
+        return self._lock.is_locked
+
     def release(self) -> None:
         """Let the next writer in."""
         self._lock.release()
@@ -351,9 +390,11 @@ class FolderLock:
 class RequestStore:
     """The state of one request folder while a run writes it.
 
-    Made by :meth:`open` (which takes the folder's lock, then reads its state), changed by
-    :meth:`record` (one journal line, and a sidecar, per clip event), finished by
-    :meth:`close` (a compacted ``manifest.json``, the journal removed, the lock released).
+    Made by `open()` (which takes the folder's lock, then reads its state), changed by
+    `record()` (one journal line, and a sidecar, per clip event) and `commit()` (a
+    downloaded file recorded, renamed into place and given its sidecar, in the thread
+    trip that flushed it), finished by `close()` (a compacted ``manifest.json``, the
+    journal removed, the lock released).
     """
 
     def __init__(self, directory: Path, request: ShortsRequest) -> None:
@@ -364,11 +405,22 @@ class RequestStore:
         self.generation = 0
         self._journal: int | None = None
         self._journal_lines = 0
-        self._guard = anyio.Lock()
+        # Records are written from worker threads (a clip's is written in the trip that
+        # flushed it): one writer of the journal at a time, and of `clips`.
+        self._mutex = threading.Lock()
+        self._texts: tuple[ShortsRequest, dict[int, str]] | None = None
 
     def entry(self, clip_id: str) -> ManifestEntry:
         """The clip's entry (an empty one when the manifest does not know it)."""
         return self.clips.get(clip_id) or ManifestEntry()
+
+    def sidecar_of(self, short: Short) -> Sidecar:
+        """The sidecar of one of the request's clips (the request's sentences are indexed
+        once per read of the request, not once per clip)."""
+        request = self.request
+        if self._texts is None or self._texts[0] is not request:
+            self._texts = (request, sentence_texts(request))
+        return Sidecar.from_short(request, short, self._texts[1])
 
     async def open(self, on_wait: Callable[[], None]) -> None:
         """Create the folder, take its lock (calling ``on_wait`` if that means waiting),
@@ -379,22 +431,33 @@ class RequestStore:
         """
         await anyio.to_thread.run_sync(self._make_folder)
         await self.lock.acquire(on_wait)
-        await self._load()
+        await self._locked(anyio.to_thread.run_sync(self._load))
 
     async def try_open(self) -> bool:
-        """Like :meth:`open` when the lock is free; False (nothing read) when it is not."""
-        await anyio.to_thread.run_sync(self._make_folder)
+        """Like `open()` when the lock is free; False (nothing read) when it is not.
+
+        One thread trip: the folder, the lock (never waited for) and the state.
+        """
+        return await self._locked(anyio.to_thread.run_sync(self._try_open))
+
+    async def _locked(self, opening: Awaitable[_T]) -> _T:
+        """Await ``opening``; let the lock go again when it fails or is cancelled."""
+        try:
+            return await opening
+        except BaseException:
+            if self.lock.held:
+                self.lock.release()
+            raise
+
+    def _try_open(self) -> bool:
+        self._make_folder()
         if not self.lock.try_acquire():
             return False
-        await self._load()
+        self._load()
         return True
 
-    async def _load(self) -> None:
-        try:
-            state = await anyio.to_thread.run_sync(load_manifest, self.directory)
-        except BaseException:
-            self.lock.release()
-            raise
+    def _load(self) -> None:
+        state = load_manifest(self.directory)
         self.clips = dict(state.clips)
         self.generation = state.generation
 
@@ -413,18 +476,68 @@ class RequestStore:
                 stored) could not be written.
         """
         side = None if sidecar is None else (sidecar[0], encode_sidecar(sidecar[1]))
+        write = functools.partial(self.write, clip_id, entry, sidecar=side)
         with anyio.CancelScope(shield=True):
-            async with self._guard:
-                compact = self._journal_lines >= (
-                    _JOURNAL_LINES_PER_CLIP * len(self.clips) + _JOURNAL_SLACK
-                )
-                clips = {**self.clips, clip_id: entry}
-                line = journal_line(clip_id, entry, self.generation)
-                snapshot = self._snapshot(clips) if compact else None
-                sidecar_error = await anyio.to_thread.run_sync(self._append, line, side, snapshot)
-                self.clips = clips
+            sidecar_error = await anyio.to_thread.run_sync(write)
         if sidecar_error is not None:
             raise sidecar_error
+
+    def write(
+        self, clip_id: str, entry: ManifestEntry, *, sidecar: tuple[Path, bytes] | None = None
+    ) -> OSError | None:
+        """`record()` in the calling thread (blocking), with the sidecar's path and bytes
+        (`encode_sidecar()`); return the sidecar's error, if any.
+
+        The entry first: it is what the next run trusts, and once it is written it must be
+        kept even when the sidecar cannot be (a sidecar can be written again).
+
+        Raises:
+            OSError: the entry could not be written (then nothing changed).
+        """
+        with self._mutex:
+            if self._journal_lines >= _JOURNAL_LINES_PER_CLIP * len(self.clips) + _JOURNAL_SLACK:
+                clips = {**self.clips, clip_id: entry}
+                self._compact(self._snapshot(clips))
+                self.clips = clips
+            else:
+                self._append(journal_line(clip_id, entry, self.generation))
+                self.clips[clip_id] = entry
+        if sidecar is None:
+            return None
+        return _write_sidecar(*sidecar)
+
+    def commit(
+        self, clip_id: str, entry: ManifestEntry, part: Path, path: Path, sidecar: bytes
+    ) -> tuple[int, OSError | None]:
+        """Record a verified, flushed ``part`` complete, rename it to ``path``, write its
+        ``sidecar`` (`encode_sidecar()`; blocking, one thread trip for all of it).
+
+        ``entry`` is recorded complete, with the file's size and modification time, *before*
+        the rename (which keeps both): a kill after the rename finds the file present; a
+        kill before it, or a record that cannot be written (a full disk: then nothing is
+        renamed), leaves the ``.part`` to the next run, which confirms it with one range
+        request when ``entry.partial`` vouches for its bytes, else fetches it again. Once
+        the file is in place its entry drops ``partial``.
+
+        Returns the file's size, and the error that kept its sidecar (or the entry without
+        ``partial``) from being written, if any.
+
+        Raises:
+            OSError: the file could not be recorded or renamed: it is not in place.
+        """
+        stat = os.stat(part)
+        complete = attrs.evolve(entry, complete=True, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        self.write(clip_id, complete)
+        os.replace(part, path)
+        side = (path.with_name(path.name + ".json"), sidecar)
+        try:
+            if complete.partial is None:
+                return stat.st_size, _write_sidecar(*side)
+            return stat.st_size, self.write(
+                clip_id, attrs.evolve(complete, partial=None), sidecar=side
+            )
+        except OSError as exc:
+            return stat.st_size, exc
 
     def _snapshot(self, clips: Mapping[str, ManifestEntry]) -> bytes:
         request = self.request
@@ -441,32 +554,16 @@ class RequestStore:
             )
         )
 
-    def _append(
-        self, line: bytes, sidecar: tuple[Path, bytes] | None, snapshot: bytes | None
-    ) -> OSError | None:
-        """Write the state, then the sidecar; return the sidecar's error, if any.
-
-        The state first: it is what the next run trusts, and once it is written the entry
-        must be kept even when the sidecar cannot be (a sidecar can be written again).
-        """
-        if snapshot is not None:
-            self._compact(snapshot)
-        else:
-            if self._journal is None:
-                self._journal = _open_journal(self.directory / JOURNAL)
-            try:
-                _write_all(self._journal, line)  # one write: a kill leaves a torn line at most
-            except OSError:
-                os.close(self._journal)  # reopened (and its torn tail ended) next time
-                self._journal = None
-                raise
-            self._journal_lines += 1
-        if sidecar is not None:
-            try:
-                _replace_file(*sidecar, durable=False)
-            except OSError as exc:
-                return exc
-        return None
+    def _append(self, line: bytes) -> None:
+        if self._journal is None:
+            self._journal = _open_journal(self.directory / JOURNAL)
+        try:
+            _write_all(self._journal, line)  # one write: a kill leaves a torn line at most
+        except OSError:
+            os.close(self._journal)  # reopened (and its torn tail ended) next time
+            self._journal = None
+            raise
+        self._journal_lines += 1
 
     def _compact(self, snapshot: bytes) -> None:
         """Replace the manifest with ``snapshot`` (durably), then drop the journal.
@@ -489,13 +586,16 @@ class RequestStore:
         stays and the next run replays it.
         """
         with anyio.CancelScope(shield=True):
-            async with self._guard:
-                try:
-                    await anyio.to_thread.run_sync(self._compact, self._snapshot(self.clips))
-                except OSError:
-                    pass  # the journal keeps every event; the next run replays it
-                finally:
-                    if self._journal is not None:
-                        os.close(self._journal)
-                        self._journal = None
-                    self.lock.release()
+            await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        with self._mutex:
+            try:
+                self._compact(self._snapshot(self.clips))
+            except OSError:
+                pass  # the journal keeps every event; the next run replays it
+            finally:
+                if self._journal is not None:
+                    os.close(self._journal)
+                    self._journal = None
+                self.lock.release()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +32,7 @@ __all__ = [
     "TransferState",
     "Transient",
     "fetch_to_part",
+    "one_write",
     "open_download_session",
 ]
 
@@ -99,7 +100,7 @@ def open_download_session(
     """A session for clip hosts only: no credentials, no cookies, no decompression.
 
     It never reads the environment itself (aiohttp's ``trust_env`` would also read
-    ``~/.netrc`` and send its passwords to the clip hosts): :func:`fetch_to_part` gives
+    ``~/.netrc`` and send its passwords to the clip hosts): `fetch_to_part()` gives
     each request its proxy.
     """
     return aiohttp.ClientSession(
@@ -137,22 +138,27 @@ async def fetch_to_part(
     idle_timeout: float,
     on_start: Callable[[TransferState], Awaitable[None]],
     on_bytes: Callable[[int], None],
+    on_sealed: Callable[[], None],
     connection: ConnectionSettings,
 ) -> None:
     """Stream ``url`` into ``part`` from ``state.offset`` until the file is complete.
 
     ``on_start`` is awaited once the response is accepted and before its body is written
-    (the caller records the validator there, so that a killed run can resume); ``on_bytes``
-    is called with the size of each block written.
+    (the caller records the validator there, so that a killed run can resume), after the
+    ``.part`` was cut to ``state.offset``; but for a body of one write (see `one_write()`),
+    which is never worth resuming, it comes first and must not record a validator.
+    ``on_bytes`` is called with the size of each chunk as it is received, before it is
+    written. ``on_sealed`` is called in the thread that flushed and closed the complete
+    file, right after that (the caller renames it into place there: one thread trip).
 
     On return the ``.part`` file holds exactly ``state.total`` bytes (when the host said
-    it), opens with an MP4 ``ftyp`` box, and is flushed to disk.
+    it), opens with an MP4 ``ftyp`` box, is flushed to disk, and ``on_sealed`` returned.
 
     Raises:
         Expired: the host refused the URL (400/401/403/404/410).
         Transient: a failure worth retrying; ``state`` says where to resume.
         DownloadError: a failure that a retry cannot mend.
-        OSError: the file could not be written.
+        OSError: the file could not be written (or ``on_sealed`` raised it).
     """
     headers: dict[str, str] = {}
     if state.offset > 0 and state.validator:
@@ -170,7 +176,7 @@ async def fetch_to_part(
             proxy=proxy_for(url, connection, os.environ),
             ssl=connection.ssl,
         ) as response:
-            await _receive(response, part, state, chunk_size, on_start, on_bytes)
+            await _receive(response, part, state, chunk_size, on_start, on_bytes, on_sealed)
     except TimeoutError as exc:
         raise Transient(f"no data from the clip host for {idle_timeout:g} s") from exc
     except aiohttp.TooManyRedirects as exc:
@@ -193,6 +199,7 @@ async def _receive(
     chunk_size: int,
     on_start: Callable[[TransferState], Awaitable[None]],
     on_bytes: Callable[[int], None],
+    on_sealed: Callable[[], None],
 ) -> None:
     status = response.status
     if status in EXPIRED_STATUSES:
@@ -200,8 +207,8 @@ async def _receive(
     if status == 416:
         _on_unsatisfiable(response, state)
         # The .part holds the whole file: verify and flush it like a finished body.
-        async with _opened_part(part, state.offset) as file:
-            await _seal(file, state)
+        async with _part_file(part, state.offset) as file:
+            await _seal(file, state, [], 0, on_sealed)
         return
     if status >= 500 or status in (408, 429):
         raise Transient(f"the clip host answered {status}")
@@ -230,12 +237,25 @@ async def _receive(
     state.etag = response.headers.get("ETag")
     state.last_modified = response.headers.get("Last-Modified")
     state.validator = validator
-    # Cut the .part to the bytes known to be right *before* the caller records the
-    # validator the next bytes come with: a kill in between never pairs old bytes with a
-    # new validator.
-    async with _opened_part(part, state.offset) as file:
+    async with _part_file(part, state.offset) as file:
+        if not one_write(state, chunk_size):
+            # Cut the .part to the bytes known to be right *before* the caller records the
+            # validator the next bytes come with: a kill in between never pairs old bytes
+            # with a new validator. (A body of one write records none: it is cut in the
+            # thread trip that writes, checks, flushes and closes it.)
+            await anyio.to_thread.run_sync(file.open)
         await on_start(state)
-        await _write_body(response, file, state, chunk_size=chunk_size, on_bytes=on_bytes)
+        await _write_body(
+            response, file, state, chunk_size=chunk_size, on_bytes=on_bytes, on_sealed=on_sealed
+        )
+
+
+def one_write(state: TransferState, chunk_size: int) -> bool:
+    """True for a body written in one go: from zero, of a known size of at most ``chunk_size``.
+
+    Nothing in such a body is worth resuming: no validator is recorded for it.
+    """
+    return state.offset == 0 and state.total is not None and state.total <= chunk_size
 
 
 def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) -> None:
@@ -257,7 +277,10 @@ def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) ->
 
 def _open_part(part: Path, keep: int) -> int:
     """Open the ``.part`` for writing and cut it to its first ``keep`` bytes."""
-    descriptor = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    if not keep:
+        return os.open(part, flags | os.O_TRUNC, 0o666)
+    descriptor = os.open(part, flags, 0o666)
     try:
         os.ftruncate(descriptor, keep)
     except BaseException:
@@ -267,51 +290,80 @@ def _open_part(part: Path, keep: int) -> int:
 
 
 @asynccontextmanager
-async def _opened_part(part: Path, keep: int) -> AsyncIterator[_PartFile]:
-    """The ``.part`` cut to its first ``keep`` bytes, open for positional writes; closed on
-    exit (shielded) unless sealing closed it already."""
-    file = _PartFile(await anyio.to_thread.run_sync(_open_part, part, keep))
+async def _part_file(part: Path, keep: int) -> AsyncIterator[_PartFile]:
+    """The ``.part``, to be cut to its first ``keep`` bytes when first used; closed on exit
+    (shielded) when it was opened and sealing did not close it."""
+    file = _PartFile(part, keep)
     try:
         yield file
     finally:
-        if not file.closed:
+        if file.descriptor is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(file.close)
 
 
 class _PartFile:
-    """An open ``.part`` file descriptor, written only at explicit offsets."""
+    """A ``.part`` file, written only at explicit offsets.
 
-    def __init__(self, descriptor: int) -> None:
-        self.descriptor = descriptor
-        self.closed = False
+    Opened, and cut to its first ``keep`` bytes, by the first blocking call that uses it:
+    that call's thread trip does it.
+    """
+
+    def __init__(self, part: Path, keep: int) -> None:
+        self.part = part
+        self.keep = keep
+        self.descriptor: int | None = None
+
+    def open(self) -> int:
+        """The open descriptor; the first call opens the file and cuts it (blocking)."""
+        if self.descriptor is None:
+            self.descriptor = _open_part(self.part, self.keep)
+        return self.descriptor
 
     def write_at(self, offset: int, chunks: list[bytes]) -> None:
         """Write ``chunks`` one after the other from ``offset`` (blocking).
 
-        Positional: a batch written twice lands on the same bytes, never after them.
+        Positional: a batch written twice lands on the same bytes, never after them. One
+        system call for the lot where the system has ``pwritev``.
         """
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                written = _pwrite(self.descriptor, view, offset)
-                offset += written
-                view = view[written:]
+        descriptor = self.open()
+        views = [memoryview(chunk) for chunk in chunks if chunk]
+        first = 0
+        while first < len(views):
+            written = _pwritev(descriptor, views[first : first + _IOV_MAX], offset)
+            offset += written
+            while first < len(views) and written >= len(views[first]):
+                written -= len(views[first])
+                first += 1
+            if written:
+                views[first] = views[first][written:]
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (blocking)."""
-        return _pread(self.descriptor, size, offset)
+        return _pread(self.open(), size, offset)
 
-    def seal(self, size: int, *, check_head: bool, check_layout: bool) -> None:
-        """Check what was asked of the file, then flush it to disk and close it (blocking).
+    def seal(
+        self,
+        offset: int,
+        tail: list[bytes],
+        *,
+        check_head: bool,
+        check_layout: bool,
+        then: Callable[[], None],
+    ) -> None:
+        """Write ``tail`` from ``offset`` (the body's last batch, which ends the file), check
+        what was asked of the file, flush it to disk, close it, then call ``then`` (blocking).
 
-        The file is flushed only when it passed; it is closed in any case.
+        The file is flushed (and ``then`` called) only when it passed; it is closed in any
+        case.
 
         Raises:
             NotAnMp4OnDisk: ``check_head`` and the file does not open with ``ftyp``.
             Transient: ``check_layout`` and its boxes do not show a whole file.
         """
+        size = offset + sum(len(chunk) for chunk in tail)
         try:
+            self.write_at(offset, tail)
             if check_head and not looks_like_mp4(self.read_at(0, _HEAD_BYTES)):
                 raise NotAnMp4OnDisk
             if check_layout:
@@ -323,15 +375,16 @@ class _PartFile:
                         f"the body of unknown length ended after {size} bytes; asking the host"
                         " whether that is all"
                     )
-            os.fsync(self.descriptor)  # the writable handle: Windows refuses a read-only one
+            os.fsync(self.open())  # the writable handle: Windows refuses a read-only one
         finally:
             self.close()
+        then()
 
     def close(self) -> None:
-        """Close the descriptor once (blocking)."""
-        if not self.closed:
-            self.closed = True
-            os.close(self.descriptor)
+        """Close the descriptor, if open (blocking)."""
+        descriptor, self.descriptor = self.descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 def _pwrite_portable(descriptor: int, data: memoryview, offset: int) -> int:
@@ -344,10 +397,26 @@ def _pread_portable(descriptor: int, size: int, offset: int) -> bytes:
     return os.read(descriptor, size)
 
 
+def _pwritev_portable(descriptor: int, views: Sequence[memoryview], offset: int) -> int:
+    return _pwrite(descriptor, views[0], offset)  # one buffer a call
+
+
+def _iov_max() -> int:
+    """How many buffers one ``pwritev`` may take (POSIX allows as few as 16)."""
+    try:
+        return max(16, os.sysconf("SC_IOV_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return 16
+
+
 # os.pwrite/os.pread are POSIX; elsewhere a seek and a write in the same call do the same
 # for a file that only one task writes.
 _pwrite: Callable[[int, memoryview, int], int] = getattr(os, "pwrite", _pwrite_portable)
 _pread: Callable[[int, int, int], bytes] = getattr(os, "pread", _pread_portable)
+_pwritev: Callable[[int, Sequence[memoryview], int], int] = getattr(
+    os, "pwritev", _pwritev_portable
+)
+_IOV_MAX = _iov_max()
 
 
 async def _write_body(
@@ -357,6 +426,7 @@ async def _write_body(
     *,
     chunk_size: int,
     on_bytes: Callable[[int], None],
+    on_sealed: Callable[[], None],
 ) -> None:
     pending: list[bytes] = []
     pending_size = 0
@@ -369,40 +439,62 @@ async def _write_body(
         async for data, _ in response.content.iter_chunks():
             pending.append(data)
             pending_size += len(data)
+            on_bytes(len(data))  # as received: progress moves before the batch is written
             if from_start and not state.head_checked and pending_size >= _HEAD_BYTES:
                 head = b"".join(pending)[:_HEAD_BYTES]
                 if not looks_like_mp4(head):
                     raise NotAClip(f"the clip host sent something that is not an MP4 ({head!r}...)")
                 state.head_checked = True
-            if pending_size >= chunk_size:
+            # A full batch is written now, unless it ends the body exactly: the trip that
+            # seals the file writes that one. (A body longer than it said is still written
+            # batch by batch: never held whole in memory.)
+            if pending_size >= chunk_size and state.offset + pending_size != state.total:
                 batch, size = pending, pending_size
                 pending, pending_size = [], 0  # handed over before the write can be cancelled
-                await _flush(file, batch, size, state, on_bytes)
+                await _flush(file, batch, size, state)
+        received = state.offset + pending_size
+        if state.total is not None and received != state.total:
+            raise Transient(f"the body ended after {received} of {state.total} bytes")
+        if from_start and not state.head_checked:
+            raise NotAClip(f"the clip host sent {received} bytes, too few for an MP4")
+        tail, tail_size = pending, pending_size
+        pending, pending_size = [], 0
     finally:
-        # Keep every byte that arrived, even when cancelled: a retry or the next run
+        # Keep every byte that arrived, even when cancelled or cut: a retry or the next run
         # resumes after it.
-        await _flush(file, pending, pending_size, state, on_bytes)
-    if state.total is not None and state.offset != state.total:
-        raise Transient(f"the body ended after {state.offset} of {state.total} bytes")
-    if from_start and not state.head_checked:
-        raise NotAClip(f"the clip host sent {state.offset} bytes, too few for an MP4")
-    await _seal(file, state)
+        await _flush(file, pending, pending_size, state)
+    await _seal(file, state, tail, tail_size, on_sealed)
 
 
-async def _seal(file: _PartFile, state: TransferState) -> None:
-    """Verify what the transfer could not see as it streamed, flush, close (one trip).
+async def _seal(
+    file: _PartFile,
+    state: TransferState,
+    tail: list[bytes],
+    tail_size: int,
+    on_sealed: Callable[[], None],
+) -> None:
+    """Write the last batch, verify what the transfer could not see as it streamed, flush,
+    close, and hand the file to ``on_sealed``: one thread trip.
 
     A file resumed from an earlier run has its signature checked on disk; a body of unknown
     length has its MP4 box sizes checked against the bytes received (a cut body resumes
     from here; a host with nothing more answers 416 with the size).
     """
+    offset = state.offset
+    # Counted before the trip, which writes them before anything else can fail: a check
+    # that fails resumes after them (a failed write fails the clip; a later run goes by
+    # the size on disk).
+    state.offset += tail_size
+    state.transferred += tail_size
     try:
         await anyio.to_thread.run_sync(
             functools.partial(
                 file.seal,
-                state.offset,
+                offset,
+                tail,
                 check_head=not state.head_checked,
                 check_layout=state.total is None,
+                then=on_sealed,
             )
         )
     except NotAnMp4OnDisk:
@@ -416,7 +508,6 @@ async def _flush(
     pending: list[bytes],
     size: int,
     state: TransferState,
-    on_bytes: Callable[[int], None],
 ) -> None:
     """Write a batch at the verified offset, exactly once, then move the offset past it.
 
@@ -429,4 +520,3 @@ async def _flush(
         await anyio.to_thread.run_sync(file.write_at, state.offset, pending)
     state.offset += size
     state.transferred += size
-    on_bytes(size)
