@@ -502,15 +502,15 @@ async def test_an_unsupported_quota_url_is_a_usage_error_before_any_call(
     fake_ssemble: FakeSsembleAPI,
 ) -> None:
     flag = await ssemble(
-        "templates", "--quota-url", "redis://:hunter2@127.0.0.1:6379/0", fake=fake_ssemble
+        "templates", "--quota-url", "mongodb://:hunter2@127.0.0.1:6379/0", fake=fake_ssemble
     )
     assert flag.code == 2
-    assert_one_line_error(flag, "--quota-url: the scheme redis:// is not supported")
+    assert_one_line_error(flag, "--quota-url: the scheme mongodb:// is not supported")
     assert "hunter2" not in flag.err
-    env = environment(fake_ssemble, SSEMBLE_QUOTA_URL="redis://:hunter2@127.0.0.1:6379/0")
+    env = environment(fake_ssemble, SSEMBLE_QUOTA_URL="mongodb://:hunter2@127.0.0.1:6379/0")
     from_env = await ssemble("download", completed_job(fake_ssemble), "--wait", env=env)
     assert from_env.code == 2
-    assert_one_line_error(from_env, "SSEMBLE_QUOTA_URL: the scheme redis:// is not supported")
+    assert_one_line_error(from_env, "SSEMBLE_QUOTA_URL: the scheme mongodb:// is not supported")
     assert "hunter2" not in from_env.err
     assert fake_ssemble.api_requests == []
 
@@ -520,7 +520,7 @@ async def test_a_supported_quota_url_works(fake_ssemble: FakeSsembleAPI, url: st
     result = await ssemble("--quota-url", url, "templates", "-q", fake=fake_ssemble)
     assert result.code == 0, result.err
     # the flag wins over the variable
-    env = environment(fake_ssemble, SSEMBLE_QUOTA_URL="redis://127.0.0.1/0")
+    env = environment(fake_ssemble, SSEMBLE_QUOTA_URL="mongodb://127.0.0.1/0")
     flag_first = await ssemble("templates", "-q", "--quota-url", url, env=env)
     assert flag_first.code == 0, flag_first.err
 

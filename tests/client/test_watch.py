@@ -288,8 +288,8 @@ async def test_rechecks_of_rerendering_clips_stay_within_the_quota(
 
 
 async def test_quota_url_schemes() -> None:
-    with pytest.raises(ConfigurationError, match="redis://"):
-        Client("sk_ssemble_x", quota_url="redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="mongodb://"):
+        Client("sk_ssemble_x", quota_url="mongodb://127.0.0.1:6379/0")
     Client("sk_ssemble_x", quota_url="")  # unset: this process's own budget
 
 
@@ -403,7 +403,7 @@ async def test_a_wait_past_a_spent_quota_is_logged_once_per_reset(
 
 
 def test_a_quota_url_is_never_repeated_in_the_error() -> None:
-    for url in ("user:secret@somewhere", "redis://:secret@127.0.0.1:6379/0"):
+    for url in ("user:secret@somewhere", "mongodb://:secret@127.0.0.1:6379/0"):
         with pytest.raises(ConfigurationError) as info:
             Client("sk_ssemble_x", quota_url=url)
         assert "secret" not in str(info.value)
