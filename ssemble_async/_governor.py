@@ -12,6 +12,7 @@ import logging
 import math
 
 import anyio
+import attrs
 
 from ssemble_async import _clock
 from ssemble_async._config import QuotaPolicy
@@ -40,7 +41,9 @@ PAST_DEADLINE = "quota_past_deadline"
 def quota_error(
     budget: QuotaBudget, delay: Delay, now: dt.datetime, *, code: str
 ) -> RateLimitError:
-    """The error for a call held back because the quota is spent (nothing was sent)."""
+    """The error for a call held back by the governor (nothing was sent): the quota is
+    spent, or (``PAST_DEADLINE`` without ``delay.exhausted``) the call could not be granted
+    before its deadline for another reason, such as a first call still out."""
     limit = budget.as_rate_limit()
     wait = delay.seconds or 0.0
     reset = budget.reset_local() or now
@@ -59,6 +62,13 @@ def quota_error(
             f"the {which} quota is spent until {reset:%H:%M:%S} UTC ({wait:.0f} s), after the"
             " deadline of this call; it was not sent."
         )
+        if not delay.exhausted:  # held for another reason than a spent quota
+            why = (
+                "nothing is known of the quota yet and the first call is still out"
+                if not budget.known
+                else "the calls left are held for calls in flight or spaced re-checks"
+            )
+            message = f"{why}; this call was not sent before its deadline."
     return RateLimitError(message, code=code, rate_limit=limit, retry_after=wait, sent=False)
 
 
@@ -134,7 +144,7 @@ class LocalGovernor:
             if not woke and deadline is not None and _clock.monotonic() >= deadline:
                 raise quota_error(
                     self._budget,
-                    Delay(seconds=delay.seconds or 0.0),
+                    attrs.evolve(delay, seconds=delay.seconds or 0.0),
                     _clock.utcnow(),
                     code=PAST_DEADLINE,
                 )
