@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -12,9 +13,12 @@ __all__ = [
     "ContentRange",
     "clip_file_names",
     "is_clip_content_type",
+    "is_clip_file_name",
     "looks_like_mp4",
     "parse_content_range",
+    "readable_stem",
     "safe_name",
+    "select_clips",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -79,27 +83,83 @@ def safe_name(value: str) -> str:
     return _marked(_UNSAFE.sub("_", value), value)
 
 
-def clip_file_names(clip_ids: Iterable[str]) -> dict[str, str]:
+def clip_file_names(
+    clip_ids: Iterable[str],
+    wanted: Mapping[str, str] | None = None,
+    keep: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Map each clip id of one request to a distinct ``<stem>.mp4`` file name.
 
-    Stems differ even on case-insensitive file systems: a stem that only differs in case
-    from one taken earlier (also one made by such a clash) is replaced by the id's marked
-    form, hashed again with a counter until it is free. Every stem is as safe as
-    :func:`safe_name` makes it.
+    The stem is ``wanted[clip_id]`` made safe by `readable_stem()` when given (a name
+    from a template), else the id made safe by `safe_name()`. Stems differ even on
+    case-insensitive file systems: a stem that only differs in case from one taken earlier
+    (also one made by such a clash) is replaced by a marked form (``<stem>-<hash of the
+    id>``), hashed again with a counter until it is free. ``keep`` maps clips to the names
+    they were given before (each a safe ``<stem>.mp4``, see `is_clip_file_name()`): they
+    keep them, and no other clip takes one of them.
     """
-    names: dict[str, str] = {}
-    taken: set[str] = set()
+    wanted = wanted or {}
+    names: dict[str, str] = dict(keep or {})
+    taken = {name[: -len(".mp4")].casefold() for name in names.values()}
     for clip_id in clip_ids:
         if clip_id in names:
             continue
-        stem = safe_name(clip_id)
+        stem = readable_stem(wanted[clip_id]) if clip_id in wanted else safe_name(clip_id)
         clashes = 0
         while stem.casefold() in taken:
             clashes += 1
-            stem = _marked(safe_name(clip_id), clip_id + "\x00" * (clashes - 1))
+            base = readable_stem(wanted[clip_id]) if clip_id in wanted else safe_name(clip_id)
+            stem = _marked(base, clip_id + "\x00" * (clashes - 1))
         taken.add(stem.casefold())
         names[clip_id] = f"{stem}.mp4"
     return names
+
+
+def is_clip_file_name(name: str) -> bool:
+    """True for a name this module gives: a safe stem (see `safe_name()`) and ``.mp4``."""
+    return name.endswith(".mp4") and _is_safe(name[: -len(".mp4")])
+
+
+_RUNS = re.compile(r"[^A-Za-z0-9._-]+")
+_SEPARATORS = re.compile(r"[._-]{2,}")
+
+
+def readable_stem(value: str) -> str:
+    """A safe file-name stem that stays readable: ``"Why I quit: my job!"`` ->
+    ``Why_I_quit_my_job``.
+
+    Every run of characters other than ASCII letters, digits, ``.``, ``_`` and ``-``
+    becomes one ``_``; then a run of two or more of ``.``, ``_``, ``-`` becomes one ``-``
+    (when it holds one) or ``_`` (so ``../`` leaves no ``..``); leading and trailing dots
+    and ``_`` go; the stem is cut to 80 characters; an empty result is ``_``; a Windows
+    device name gets a leading ``_``. The result is safe in the sense of
+    `safe_name()` (which returns it unchanged).
+    """
+    stem = _SEPARATORS.sub(lambda run: "-" if "-" in run[0] else "_", _RUNS.sub("_", value))
+    stem = stem.strip("._")[:_MAX_STEM].rstrip("._") or "_"
+    return f"_{stem}" if _is_reserved(stem) else stem
+
+
+class _Scored(Protocol):
+    @property
+    def viral_score(self) -> float | None: ...
+
+
+Clip = TypeVar("Clip", bound=_Scored)
+
+
+def select_clips(
+    by_score: Sequence[Clip], *, top: int | None = None, min_score: float | None = None
+) -> list[Clip]:
+    """The clips a download takes: those scoring at least ``min_score`` (clips without a
+    score do not, when it is set), then the first ``top`` of them (``by_score`` is highest
+    first)."""
+    chosen = [
+        c
+        for c in by_score
+        if min_score is None or (c.viral_score is not None and c.viral_score >= min_score)
+    ]
+    return chosen if top is None else chosen[:top]
 
 
 def is_clip_content_type(content_type: str | None) -> bool:
