@@ -1,4 +1,4 @@
-"""The public :class:`Client`: every endpoint of the API, paging, and waiting for jobs."""
+"""The public [`Client`][ssemble_async.Client]: every endpoint of the API, paging, waiting."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ssemble_async._converter import (
     parse_templates,
     step_after_page,
 )
-from ssemble_async._download_models import DownloadReport
+from ssemble_async._download_models import DownloadPlan, DownloadReport
 from ssemble_async._errors import (
     HINT_WRONG_BASE_URL,
     ConfigurationError,
@@ -62,6 +62,7 @@ from ssemble_async._pipeline import (
 )
 from ssemble_async._quota import Priority, QuotaBudget, QuotaGovernor
 from ssemble_async._ratelimit import RateLimit
+from ssemble_async._s3 import S3Location, is_s3_url, parse_s3_url, require_s3_extra
 from ssemble_async._version import __version__
 from ssemble_async._watch import Known, ProgressCallback, WaitResult, Watcher
 
@@ -83,7 +84,7 @@ KNOWN_STATUSES = 1024
 KNOWN_FOR = 600.0
 
 
-def _governor_for(quota_url: str | None, policy: QuotaPolicy) -> QuotaGovernor:
+def _governor_for(quota_url: str | None, policy: QuotaPolicy, api_key: str) -> QuotaGovernor:
     """The governor a ``quota_url`` names (unset or empty: this process's own)."""
     if not quota_url:
         return LocalGovernor(policy)
@@ -91,12 +92,16 @@ def _governor_for(quota_url: str | None, policy: QuotaPolicy) -> QuotaGovernor:
     scheme = scheme.lower()
     if found and scheme in ("local", "memory"):
         return LocalGovernor(policy)
+    if found and scheme in ("redis", "rediss", "unix"):
+        from ssemble_async._redis_governor import RedisGovernor  # noqa: PLC0415 - an extra
+
+        return RedisGovernor(quota_url, api_key, policy)
     # the URL itself is never repeated: it may hold a password
     named = f"scheme {scheme}://" if found else "value (not a URL such as local://)"
     raise ConfigurationError(
         f"quota_url {named} is not supported:"
-        " leave quota_url (and SSEMBLE_QUOTA_URL) unset for this process's own budget."
-        " A quota shared in Redis (redis://) is not available in this version."
+        " leave quota_url (and SSEMBLE_QUOTA_URL) unset for this process's own budget,"
+        " or give redis://host:port/db for a budget shared in Redis."
     )
 
 
@@ -129,10 +134,12 @@ def _check_page_size(page_size: int) -> int:
 class Client:
     """An asyncio client for the Ssemble AI-clipping API.
 
-    Use it as an async context manager; it closes what it opened on exit::
+    Use it as an async context manager; it closes what it opened on exit:
 
-        async with Client() as client:          # the key comes from SSEMBLE_API_KEY
-            request = await client.get_shorts("665a1b2c3d4e5f6a7b8c9d0e")
+    ```python
+    async with Client() as client:          # the key comes from SSEMBLE_API_KEY
+        request = await client.get_shorts("665a1b2c3d4e5f6a7b8c9d0e")
+    ```
 
     Args:
         api_key: the API key (``sk_ssemble_...``); default: ``SSEMBLE_API_KEY``.
@@ -144,7 +151,8 @@ class Client:
         retry: how failed calls are retried.
         timeouts: time limits of each call.
         quota: what to do when the hourly quota is spent.
-        poll: how :meth:`wait_for_completion` spaces its polls.
+        poll: how [`wait_for_completion()`][ssemble_async.Client.wait_for_completion] spaces its
+            polls.
         user_agent: the ``User-Agent`` header to send.
         connection: how the API calls connect (proxy, TLS, connections per host); by
             default the proxy comes from ``https_proxy``/``http_proxy``/``all_proxy`` and
@@ -154,8 +162,13 @@ class Client:
             apply to it.
         quota_url: where the key's quota budget is kept; default: ``SSEMBLE_QUOTA_URL``,
             else this client's own (in-process) budget.
-        quota_governor: a :class:`QuotaGovernor` to grant this client's calls instead (for
-            example one shared by several clients of one key); overrides ``quota_url``.
+        quota_governor: a [`QuotaGovernor`][ssemble_async.QuotaGovernor] to grant this client's
+            calls instead (for example one shared by several clients of one key); overrides
+            ``quota_url``.
+        s3_endpoint_url: the S3-compatible endpoint of ``s3://`` destinations (MinIO, R2...);
+            default: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, else AWS. Credentials
+            and region come from the usual ``AWS_*`` variables and profiles (the ``s3``
+            extra: ``pip install 'ssemble-async[s3]'``).
 
     Raises:
         ConfigurationError: no API key was given or found, the base URL is not HTTP(S), or
@@ -177,6 +190,7 @@ class Client:
         download_connection: ConnectionSettings | None = None,
         quota_url: str | None = None,
         quota_governor: QuotaGovernor | None = None,
+        s3_endpoint_url: str | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("SSEMBLE_API_KEY", "")
         key = key.strip()
@@ -190,12 +204,17 @@ class Client:
             raise ConfigurationError(f"base_url must start with https:// or http://, got {root!r}")
         self.poll = poll or PollPolicy()
         self._download_connection = download_connection or ConnectionSettings()
+        self._s3_endpoint_url = s3_endpoint_url
         quota = quota or QuotaPolicy()
         if quota_governor is None:
             quota_governor = _governor_for(
                 quota_url if quota_url is not None else os.environ.get("SSEMBLE_QUOTA_URL"),
                 quota,
+                key,
             )
+            self._owned_governor: QuotaGovernor | None = quota_governor
+        else:
+            self._owned_governor = None
         self._known: OrderedDict[str, Known] = OrderedDict()
         self._watcher = Watcher(_WatchCalls(self), self.poll)
         self._api = APISession(
@@ -306,8 +325,12 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session if the client made it (a borrowed one stays open)."""
+        """Close the HTTP session if the client made it (a borrowed one stays open), and
+        the connections of a shared quota store it opened (``quota_url``)."""
         await self._api.close()
+        closing = getattr(self._owned_governor, "aclose", None)
+        if closing is not None:
+            await closing()
 
     # -- requests -------------------------------------------------------------------------
 
@@ -500,7 +523,7 @@ class Client:
         limit: int,
         params: dict[str, str | None] | None = None,
     ) -> AsyncIterator[T]:
-        """Yield each item of a paged list, a call per page, until :func:`step_after_page` stops."""
+        """Yield each item of a paged list, a call per page, until `step_after_page()` stops."""
         fixed = {k: v for k, v in (params or {}).items() if v is not None}
         page, seen, previous_ids = 1, 0, None
         while True:
@@ -532,11 +555,11 @@ class Client:
 
         Every wait of a client shares one watcher: a round reads the list of requests
         most recently updated (``GET /shorts``, one call for up to 100 jobs) and a finished
-        job costs one ``GET /shorts/:id``. Rounds follow the :class:`PollPolicy` (10 s,
-        then x1.5 up to 60 s by default) and are stretched so the hourly quota, less the
-        final read each waiting job still needs, lasts until its reset. When this client
-        read the job's status just before (``create_short``, ``get_status``...), the first
-        round comes one interval later.
+        job costs one ``GET /shorts/:id``. Rounds follow the
+        [`PollPolicy`][ssemble_async.PollPolicy] (10 s, then x1.5 up to 60 s by default) and are
+        stretched so the hourly quota, less the final read each waiting job still needs, lasts until
+        its reset. When this client read the job's status just before (``create_short``,
+        ``get_status``...), the first round comes one interval later.
 
         Args:
             request_id: the job to wait for.
@@ -544,8 +567,8 @@ class Client:
                 quota waits and retries included.
             on_progress: called with every status seen (plain or async function), in the
                 calling task.
-            poll: a :class:`PollPolicy` for this wait (the watcher follows the quickest
-                policy of the waits it serves).
+            poll: a [`PollPolicy`][ssemble_async.PollPolicy] for this wait (the watcher follows the
+                quickest policy of the waits it serves).
 
         Raises:
             RequestFailedError: the job ended ``failed`` or ``cancelled``.
@@ -570,25 +593,28 @@ class Client:
     ) -> AsyncIterator[WaitResult]:
         """Wait for several jobs at once; yield each as it ends, in the order they end.
 
-        Yields the :class:`ShortsRequest` of each job that completed, or the error of its
-        id: :class:`RequestFailedError` (failed or cancelled), :class:`NotFoundError`,
-        and :class:`WaitTimeoutError` for each job still running when ``timeout`` passes.
-        Every error has the ``request_id`` attribute. Each id (in any letter case) is
-        yielded once. The waits share the client's watcher (see
-        :meth:`wait_for_completion`): about one call a round for all of them, plus one
-        ``GET /shorts/:id`` per finished job::
+        Yields the [`ShortsRequest`][ssemble_async.ShortsRequest] of each job that completed, or the
+        error of its id: [`RequestFailedError`][ssemble_async.RequestFailedError] (failed or
+        cancelled), [`NotFoundError`][ssemble_async.NotFoundError], and
+        [`WaitTimeoutError`][ssemble_async.WaitTimeoutError] for each job still running when
+        ``timeout`` passes. Every error has the ``request_id`` attribute. Each id (in any letter
+        case) is yielded once. The waits share the client's watcher (see
+        [`wait_for_completion()`][ssemble_async.Client.wait_for_completion]): about one call a round
+        for all of them, plus one ``GET /shorts/:id`` per finished job:
 
-            async for result in client.wait_for_many(ids, timeout=3600):
-                if isinstance(result, ShortsRequest):
-                    print(result.request_id, len(result.shorts))
+        ```python
+        async for result in client.wait_for_many(ids, timeout=3600):
+            if isinstance(result, ShortsRequest):
+                print(result.request_id, len(result.shorts))
+        ```
 
         Leaving the loop early ends the wait for the ids not yielded yet once the iterator
         is closed (at once with ``async with contextlib.aclosing(...)``; else when it is
         garbage-collected): until then they still count in the watcher's budget.
 
         Args:
-            requests: request ids, or :class:`ShortsRequest` objects (a completed one is
-                yielded at once; another is watched from the status it carries).
+            requests: request ids, or [`ShortsRequest`][ssemble_async.ShortsRequest] objects (a
+                completed one is yielded at once; another is watched from the status it carries).
             timeout: seconds to wait in all, quota waits and retries included.
             on_progress: called with every status seen, for any of the jobs.
 
@@ -620,6 +646,20 @@ class Client:
 
     # -- downloads ------------------------------------------------------------------------
 
+    @staticmethod
+    def _checked_refs(requests: Iterable[RequestRef]) -> list[RequestRef]:
+        checked: list[RequestRef] = []
+        for ref in requests:
+            if isinstance(ref, str):
+                checked.append(validate_request_id(ref))
+            elif isinstance(ref, ShortsRequest):
+                checked.append(ref)
+            else:
+                raise TypeError(
+                    f"expected request ids or ShortsRequest objects, got {type(ref).__name__}"
+                )
+        return checked
+
     def stream_downloads(
         self,
         requests: Iterable[RequestRef],
@@ -633,18 +673,23 @@ class Client:
         wait: bool = False,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         skip_not_ready: bool = False,
+        name: str | None = None,
+        top: int | None = None,
+        min_score: float | None = None,
     ) -> AbstractAsyncContextManager[DownloadStream]:
         """Download the clips of several requests; yield each outcome as it finishes.
 
         For services: use it as an async context manager around an async iterator, and read
         ``statistics()`` for progress. Leaving the block stops every transfer still running
-        (their ``.part`` files stay for the next run to resume)::
+        (their ``.part`` files stay for the next run to resume):
 
-            async with client.stream_downloads(ids, "clips/") as outcomes:
-                async for outcome in outcomes:
-                    print(outcome.clip_id, outcome.state)
+        ```python
+        async with client.stream_downloads(ids, "clips/") as outcomes:
+            async for outcome in outcomes:
+                print(outcome.clip_id, outcome.state)
+        ```
 
-        Takes the same arguments as :meth:`download_many`.
+        Takes the same arguments as [`download_many()`][ssemble_async.Client.download_many].
         """
         try:
             options = DownloadOptions(
@@ -656,26 +701,127 @@ class Client:
                 wait=wait,
                 wait_timeout=wait_timeout,
                 skip_not_ready=skip_not_ready,
+                name=name,
+                top=top,
+                min_score=min_score,
             )
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise InvalidArgumentError(str(exc)) from None
-        checked: list[RequestRef] = []
-        for ref in requests:
-            if isinstance(ref, str):
-                checked.append(validate_request_id(ref))
-            elif isinstance(ref, ShortsRequest):
-                checked.append(ref)
-            else:
-                raise TypeError(
-                    f"expected request ids or ShortsRequest objects, got {type(ref).__name__}"
-                )
-        refs = unique_requests(checked)
+        refs = unique_requests(self._checked_refs(requests))
+        if is_s3_url(dest):
+            return self._download_to_bucket(refs, str(dest), options)
         return run_pipeline(
             _WatchCalls(self),
             refs,
             dest,
             options,
             retry=self._api.retry,
+            user_agent=self._api.user_agent,
+            connection=self._download_connection,
+        )
+
+    @staticmethod
+    def _bucket_of(dest: str) -> S3Location:
+        """The bucket and prefix of an ``s3://`` destination, the ``s3`` extra installed.
+
+        Raises:
+            InvalidArgumentError: not ``s3://bucket/prefix``.
+            ConfigurationError: aiobotocore is not installed.
+        """
+        try:
+            location = parse_s3_url(dest)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"dest: {exc}") from None
+        require_s3_extra(f"dest {dest}")
+        return location
+
+    def _download_to_bucket(
+        self, refs: list[RequestRef], dest: str, options: DownloadOptions
+    ) -> AbstractAsyncContextManager[DownloadStream]:
+        """`stream_downloads()` into ``s3://bucket/prefix`` (see ``_s3_sink``)."""
+        location = self._bucket_of(dest)
+        from ssemble_async._s3_sink import run_s3_pipeline  # noqa: PLC0415 - the s3 extra
+
+        return run_s3_pipeline(
+            _WatchCalls(self),
+            refs,
+            location,
+            options,
+            retry=self._api.retry,
+            user_agent=self._api.user_agent,
+            connection=self._download_connection,
+            endpoint_url=self._s3_endpoint_url,
+        )
+
+    async def plan_downloads(
+        self,
+        requests: Iterable[RequestRef],
+        dest: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        overwrite: bool = False,
+        name: str | None = None,
+        top: int | None = None,
+        min_score: float | None = None,
+    ) -> DownloadPlan:
+        """What [`download_many()`][ssemble_async.Client.download_many] would do now: a dry run.
+
+        Nothing is written under ``dest`` (no folder, lock, manifest or ``.part``). Each
+        request is read from the API as a download would read it (one call; none for a
+        request whose folder already holds every clip); each clip to fetch costs one
+        ``HEAD`` on its clip host (no quota) for its size, ``concurrency`` at a time. A
+        request that is not completed is in ``request_errors`` (this does not wait).
+
+        Args:
+            requests: request ids or [`ShortsRequest`][ssemble_async.ShortsRequest] objects
+                (duplicates ignored).
+            dest: the destination a download would use: a folder, or ``s3://bucket/prefix``
+                (its objects, unfinished uploads and manifests are read, never written).
+            concurrency: ``HEAD`` requests at once.
+            overwrite: as for [`download_many()`][ssemble_async.Client.download_many].
+            name: as for [`download_many()`][ssemble_async.Client.download_many].
+            top: as for [`download_many()`][ssemble_async.Client.download_many].
+            min_score: as for [`download_many()`][ssemble_async.Client.download_many].
+
+        Returns:
+            A [`DownloadPlan`][ssemble_async.DownloadPlan]: one
+            [`PlannedClip`][ssemble_async.PlannedClip] per clip, and the requests that cannot be
+            planned.
+
+        Raises:
+            InvalidRequestIdError: an id is malformed (nothing is sent).
+            InvalidArgumentError: an argument is refused (nothing is sent).
+        """
+        from ssemble_async._dryrun import plan_downloads  # noqa: PLC0415 - used by dry runs
+
+        try:
+            options = DownloadOptions(
+                concurrency=concurrency,
+                overwrite=overwrite,
+                name=name,
+                top=top,
+                min_score=min_score,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        refs = unique_requests(self._checked_refs(requests))
+        if is_s3_url(dest):
+            from ssemble_async._s3_sink import plan_s3_downloads  # noqa: PLC0415 - the s3 extra
+
+            return await plan_s3_downloads(
+                _WatchCalls(self),
+                refs,
+                self._bucket_of(str(dest)),
+                options,
+                user_agent=self._api.user_agent,
+                connection=self._download_connection,
+                endpoint_url=self._s3_endpoint_url,
+            )
+        return await plan_downloads(
+            _WatchCalls(self),
+            refs,
+            dest,
+            options,
             user_agent=self._api.user_agent,
             connection=self._download_connection,
         )
@@ -693,6 +839,9 @@ class Client:
         wait: bool = False,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         skip_not_ready: bool = False,
+        name: str | None = None,
+        top: int | None = None,
+        min_score: float | None = None,
     ) -> DownloadReport:
         """Download every clip of several requests into ``dest/<request_id>/<clip_id>.mp4``.
 
@@ -702,8 +851,16 @@ class Client:
         (``manifest.json``) that lets a second run skip complete files.
 
         Args:
-            requests: request ids or :class:`ShortsRequest` objects (duplicates are ignored).
-            dest: the destination folder (created when missing).
+            requests: request ids or [`ShortsRequest`][ssemble_async.ShortsRequest] objects
+                (duplicates are ignored).
+            dest: the destination folder (created when missing), or ``s3://bucket/prefix``
+                for S3-compatible object storage (the ``s3`` extra; endpoint from
+                ``s3_endpoint_url``): the same layout, sidecars and manifest; each clip is
+                streamed into a multipart upload (8 MiB parts, each with its SHA-256; size
+                and MP4 signature verified before it is completed), a complete object is
+                never overwritten (unless ``overwrite``) and an upload cut short resumes
+                from its parts. [`ClipOutcome.url`][ssemble_async.ClipOutcome] names each
+                object.
             concurrency: transfers at once, for all requests together.
             chunk_size: bytes written per write (also the read buffer), at least 64 KiB.
             idle_timeout: seconds without a byte before a transfer is retried (resumed).
@@ -714,13 +871,24 @@ class Client:
             wait_timeout: with ``wait``, how long to wait for each request.
             skip_not_ready: without ``wait``, download the requests that are completed and
                 report the others (queued, processing) in ``request_errors`` as a
-                :class:`RequestNotReadyError` each, instead of raising it before anything
-                is downloaded.
+                [`RequestNotReadyError`][ssemble_async.RequestNotReadyError] each, instead of
+                raising it before anything is downloaded.
+            name: a file-name template instead of the clip id, e.g. ``"{score:03.0f}-{title}"``
+                (fields: ``clip_id``, ``title``, ``score``, ``rank``, ``duration``,
+                ``request_id``; Python format specs allowed). The result is made a safe file
+                name (runs of other characters than ASCII letters, digits, ``.``, ``_``,
+                ``-`` become ``_``, cut to 80 characters) and made unique within the request;
+                sidecar and manifest still name the clip id. A complete file keeps the name
+                it was first given (a later call with another template finds it present).
+            top: only the ``top`` highest-scoring clips of each request (after ``min_score``).
+            min_score: only clips whose ``viral_score`` is at least this (clips without a
+                score are left out). The choice is made at the first read of a request.
 
         Returns:
-            A :class:`DownloadReport` with one :class:`ClipOutcome` per clip; requests that
-            could not be read (not found, failed on the server, not completed with
-            ``skip_not_ready``) are in ``request_errors``.
+            A [`DownloadReport`][ssemble_async.DownloadReport] with one
+            [`ClipOutcome`][ssemble_async.ClipOutcome] per clip; requests that could not be read
+            (not found, failed on the server, not completed with ``skip_not_ready``) are in
+            ``request_errors``.
 
         Raises:
             InvalidRequestIdError: an id is malformed (nothing is sent).
@@ -738,6 +906,9 @@ class Client:
             wait=wait,
             wait_timeout=wait_timeout,
             skip_not_ready=skip_not_ready,
+            name=name,
+            top=top,
+            min_score=min_score,
         ) as stream:
             async for _ in stream:
                 pass
@@ -755,10 +926,14 @@ class Client:
         overwrite: bool = False,
         wait: bool = False,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        name: str | None = None,
+        top: int | None = None,
+        min_score: float | None = None,
     ) -> DownloadReport:
-        """Download every clip of one request (an id or a :class:`ShortsRequest`).
+        """Download every clip of one request: an id or a `ShortsRequest`.
 
-        Takes the arguments of :meth:`download_many`.
+        Takes the arguments of [`download_many()`][ssemble_async.Client.download_many], with
+        one request (an id or a [`ShortsRequest`][ssemble_async.ShortsRequest]) for many.
 
         Raises:
             InvalidRequestIdError: the id is malformed (nothing is sent).
@@ -776,6 +951,9 @@ class Client:
             overwrite=overwrite,
             wait=wait,
             wait_timeout=wait_timeout,
+            name=name,
+            top=top,
+            min_score=min_score,
         )
         for error in report.request_errors.values():
             raise error

@@ -11,7 +11,16 @@ import attrs
 
 from ssemble_async._errors import SsembleError
 
-__all__ = ["ClipOutcome", "ClipState", "DownloadReport", "DownloadStats", "TransferProgress"]
+__all__ = [
+    "ClipOutcome",
+    "ClipState",
+    "DownloadPlan",
+    "DownloadReport",
+    "DownloadStats",
+    "PlannedAction",
+    "PlannedClip",
+    "TransferProgress",
+]
 
 
 class ClipState(str, enum.Enum):
@@ -44,7 +53,9 @@ class ClipOutcome:
         request_id: the request the clip belongs to.
         clip_id: the clip's id.
         state: how it ended.
-        path: where the clip is (or would be) on disk.
+        path: where the clip is (or would be) on disk; None for an ``s3://`` destination.
+        url: where the clip is (or would be) in object storage (``s3://bucket/key``), for an
+            ``s3://`` destination; None for a folder.
         size: bytes of the complete file on disk (0 when there is none).
         transferred: bytes fetched over the network for it in this run.
         title: the clip's title.
@@ -57,6 +68,7 @@ class ClipOutcome:
     clip_id: str
     state: ClipState
     path: Path | None = None
+    url: str | None = None
     size: int = 0
     transferred: int = 0
     title: str = ""
@@ -111,7 +123,8 @@ class TransferProgress:
         request_id: the request of the clip.
         clip_id: the clip.
         title: its title.
-        done: bytes of the file on disk so far (a resumed transfer starts above 0).
+        done: bytes of the file received so far, counted as they arrive (written to disk
+            in batches of ``chunk_size``; a resumed transfer starts above 0).
         total: the file's full size, once the server said it.
     """
 
@@ -132,8 +145,10 @@ class DownloadStats:
         queued: clips waiting for a transfer slot.
         waiting: clips held while they are re-rendered (``recompiling``).
         in_flight: the transfers running now.
-        bytes_done: bytes on disk for the clips of this call (finished and in flight).
+        bytes_done: bytes of the clips of this call, finished and in flight (as received).
         bytes_expected: the sum of the sizes known so far.
+        bytes_received: bytes received from the clip hosts in this run, over all tries; it
+            only grows (a rate over it survives restarts and sizes learnt late).
         requests_pending: requests not yet read (or still being waited for).
         folders_busy: request folders that another run is writing now; this run waits for
             it to finish before it touches them (then finds its complete clips present).
@@ -146,6 +161,7 @@ class DownloadStats:
     in_flight: tuple[TransferProgress, ...] = ()
     bytes_done: int = 0
     bytes_expected: int = 0
+    bytes_received: int = 0
     requests_pending: int = 0
     folders_busy: tuple[Path, ...] = ()
 
@@ -153,3 +169,83 @@ class DownloadStats:
     def clips_done(self) -> int:
         """Clips that reached a final state."""
         return sum(self.states.values())
+
+
+class PlannedAction(str, enum.Enum):
+    """What a download would do with a clip.
+
+    See [`Client.plan_downloads()`][ssemble_async.Client.plan_downloads].
+    """
+
+    DOWNLOAD = "download"
+    """Fetch the whole file: nothing usable is on disk."""
+    RESUME = "resume"
+    """Fetch the rest of a ``.part`` an earlier run left (its manifest entry vouches for it)."""
+    PRESENT = "present"
+    """Nothing: a complete, unchanged copy is on disk (it would be ``already_present``)."""
+    SKIP_ERROR = "skip_error"
+    """Nothing: the server flagged the clip ``error`` (it would be ``skipped_error``)."""
+    NOT_READY = "not_ready"
+    """Wait first: the clip is being re-rendered (or has no URL yet)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(kw_only=True)
+class PlannedClip:
+    """One clip of a download plan.
+
+    Attributes:
+        request_id: the request the clip belongs to.
+        clip_id: the clip's id.
+        action: what a download would do with it.
+        path: where the clip would be on disk; None for an ``s3://`` destination.
+        url: where the clip would be in object storage (``s3://bucket/key``), for an
+            ``s3://`` destination; None for a folder.
+        size: the complete file's size: on disk for ``present``, else as the clip host
+            answered a ``HEAD`` (None when it did not say).
+        to_fetch: bytes a download would transfer (None when ``size`` is unknown; 0 for
+            clips it would not fetch).
+        title: the clip's title.
+        viral_score: the clip's score, as the server sent it.
+    """
+
+    request_id: str
+    clip_id: str
+    action: PlannedAction
+    path: Path | None = None
+    url: str | None = None
+    size: int | None = None
+    to_fetch: int | None = 0
+    title: str = ""
+    viral_score: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DownloadPlan:
+    """What a download would fetch, and where, found without writing anything.
+
+    Attributes:
+        clips: one per clip the download would consider (after ``top`` / ``min_score``),
+            per request in order, highest score first.
+        request_errors: request id -> why none of its clips can be planned (not found,
+            not completed, failed on the server, an API failure).
+    """
+
+    clips: tuple[PlannedClip, ...] = ()
+    request_errors: Mapping[str, SsembleError] = attrs.field(factory=dict)
+
+    @property
+    def to_fetch(self) -> int:
+        """Bytes a download would transfer, over the clips whose size is known."""
+        return sum(clip.to_fetch or 0 for clip in self.clips)
+
+    @property
+    def unknown_sizes(self) -> int:
+        """Clips a download would fetch whose size the host did not say."""
+        return sum(1 for clip in self.clips if clip.to_fetch is None)
+
+    def by_action(self, action: PlannedAction) -> list[PlannedClip]:
+        """The clips planned for ``action``."""
+        return [clip for clip in self.clips if clip.action is action]

@@ -1,16 +1,18 @@
 """The download pipeline: requests in, one verified file and one outcome per clip out.
 
-All of it runs inside one anyio task group; nothing outlives the call::
+All of it runs inside one anyio task group; nothing outlives the call:
 
-    feed (read requests) ──► clip queue ──► N workers ──► outcomes stream ──► caller
-         │                       ▲              │
-         └─► recompile watcher ──┘              └─► fresh URL on expiry
-             (one re-read of the request per round, shared with the workers)
+```text
+feed (read requests) ──► clip queue ──► N workers ──► outcomes stream ──► caller
+     │                       ▲              │
+     └─► recompile watcher ──┘              └─► fresh URL on expiry
+         (one re-read of the request per round, shared with the workers)
+```
 
-Each request folder is written by one run at a time: its :class:`RequestStore` takes the
+Each request folder is written by one run at a time: its `RequestStore` takes the
 folder's lock before reading the manifest, and lets it go once every clip of the request
-has its outcome. The pipeline reaches the API only through :class:`RequestReader` (the two
-calls it needs), the bytes only through :func:`fetch_clip`.
+has its outcome. The pipeline reaches the API only through `RequestReader` (the two
+calls it needs), the bytes only through `fetch_clip()`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,10 +50,11 @@ from ssemble_async._errors import (
     RequestNotReadyError,
     SsembleError,
 )
-from ssemble_async._fetch import FetchSettings, fetch_clip, resume_state
-from ssemble_async._manifest import Partial, RequestStore, Sidecar, load_manifest
+from ssemble_async._fetch import FetchSettings, fetch_clip, may_resume, resume_state
+from ssemble_async._manifest import Partial, RequestStore, encode_sidecar, load_manifest
 from ssemble_async._models import RequestState, Short, ShortsRequest
-from ssemble_async._plan import clip_file_names, safe_name
+from ssemble_async._naming import check_name_template, render_name
+from ssemble_async._plan import clip_file_names, is_clip_file_name, safe_name, select_clips
 from ssemble_async._quota import Priority
 from ssemble_async._transfer import (
     NotAClip,
@@ -118,6 +121,50 @@ class DownloadOptions:
     wait: bool = False
     wait_timeout: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
     skip_not_ready: bool = False
+    name: str | None = attrs.field(default=None)
+    top: int | None = attrs.field(default=None)
+    min_score: float | None = attrs.field(default=None)
+
+    @name.validator
+    def _check_name(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise TypeError(f"name must be a template string, got {type(value).__name__}")
+        try:
+            check_name_template(value)
+        except ValueError as exc:
+            raise ValueError(f"name={value!r}: {exc}") from None
+
+    @top.validator
+    def _check_top(self, _: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"top must be a whole number, 1 or more, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"top must be 1 or more, got {value}")
+
+    @min_score.validator
+    def _check_min_score(self, _: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is None:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"min_score must be a finite number, got {value!r}")
+
+
+def name_fields(request: ShortsRequest, short: Short, rank: int) -> dict[str, object]:
+    """What a file-name template may use for one clip (see ``NAME_FIELDS``)."""
+    return {
+        "clip_id": short.id,
+        "title": short.title,
+        "score": short.viral_score or 0.0,
+        "rank": rank,
+        "duration": short.duration or 0.0,
+        "request_id": request.request_id,
+    }
 
 
 @attrs.define(eq=False)
@@ -129,7 +176,7 @@ class _Active:
 
 @attrs.define(eq=False)
 class _Tracker:
-    """Mutable counters behind :class:`DownloadStats` (read as snapshots)."""
+    """Mutable counters behind `DownloadStats` (read as snapshots)."""
 
     requests_pending: int
     clips_known: int = 0
@@ -138,6 +185,7 @@ class _Tracker:
     waiting: int = 0
     active: dict[tuple[str, str], _Active] = attrs.field(factory=dict)
     bytes_finished: int = 0
+    bytes_received: int = 0
     folders_busy: dict[str, Path] = attrs.field(factory=dict)
 
     def count(self, state: ClipState) -> None:
@@ -157,6 +205,7 @@ class _Tracker:
             bytes_done=self.bytes_finished + sum(t.done for t in in_flight),
             bytes_expected=self.bytes_finished
             + sum(t.done if t.total is None else t.total for t in in_flight),
+            bytes_received=self.bytes_received,
             requests_pending=self.requests_pending,
             folders_busy=tuple(self.folders_busy.values()),
         )
@@ -180,6 +229,12 @@ def _detached(exc: SsembleError) -> SsembleError:
     return exc
 
 
+def _metadata_unsaved(outcome: ClipOutcome, exc: OSError, folder: Path) -> ClipOutcome:
+    """``outcome`` of a clip saved on disk whose manifest entry or sidecar could not be."""
+    note = describe_os_error(exc, folder)
+    return attrs.evolve(outcome, message=f"clip saved; its metadata not: {note}")
+
+
 async def _size_of(path: Path) -> int | None:
     try:
         return (await aiofiles.os.stat(path)).st_size
@@ -195,14 +250,23 @@ async def _remove(path: Path) -> None:
 class _RequestContext:
     """What the tasks share about one request: its paths, its stored state, fresh reads."""
 
-    def __init__(self, reader: RequestReader, request: ShortsRequest, root: Path) -> None:
+    def __init__(
+        self,
+        reader: RequestReader,
+        request: ShortsRequest,
+        root: Path,
+        options: DownloadOptions | None = None,
+    ) -> None:
         self.reader = reader
+        self.options = options or DownloadOptions()
         self.request_id = request.request_id
         self.dir = root / safe_name(request.request_id)
         self.store = RequestStore(self.dir, request)
         self.version = 0
         self.remaining = 0
         self.names: dict[str, str] = {}
+        #: the clips chosen by ``top`` / ``min_score`` at the first read (None: all of them)
+        self.chosen: frozenset[str] | None = None
         self._set_request(request)
         self._refreshing: anyio.Event | None = None
         self._refresh_error: SsembleError | None = None
@@ -214,9 +278,45 @@ class _RequestContext:
         by_id: dict[str, Short] = {}
         for short in request.shorts_by_score():
             by_id.setdefault(short.id, short)  # a repeated clip id: the first one counts
+        rank = {clip_id: n for n, clip_id in enumerate(by_id, start=1)}
+        options = self.options
+        if options.top is not None or options.min_score is not None:
+            if self.chosen is None:  # the choice is made once: a re-read does not change it
+                picked = select_clips(
+                    [*by_id.values()], top=options.top, min_score=options.min_score
+                )
+                self.chosen = frozenset(short.id for short in picked)
+            by_id = {clip_id: s for clip_id, s in by_id.items() if clip_id in self.chosen}
         self.shorts = by_id
+        wanted = {}
+        if options.name is not None:
+            wanted = {
+                clip_id: render_name(options.name, name_fields(request, short, rank[clip_id]))
+                for clip_id, short in by_id.items()
+            }
         # clips that appear on a later read get names of their own; known ones keep theirs
-        self.names = {**clip_file_names([*self.names, *by_id]), **self.names}
+        self.names = clip_file_names(by_id, wanted, keep=self.names)
+
+    def keep_recorded_names(self) -> None:
+        """Complete files keep the names the manifest records (a run with another ``name``
+        template, or none, finds them present instead of downloading them again)."""
+        recorded = {}
+        for clip_id in self.shorts:
+            entry = self.store.entry(clip_id)
+            if entry.complete and entry.file is not None and is_clip_file_name(entry.file):
+                recorded[clip_id] = entry.file
+        if all(self.names.get(clip_id) == name for clip_id, name in recorded.items()):
+            return
+        taken = {name.casefold() for name in recorded.values()}
+        keep, moved = dict(recorded), {}
+        for clip_id, name in self.names.items():
+            if clip_id in recorded:
+                continue
+            if name.casefold() in taken:  # a recorded name is this clip's: it gets another
+                moved[clip_id] = name[: -len(".mp4")]
+            else:
+                keep[clip_id] = name
+        self.names = clip_file_names(moved, moved, keep=keep)
 
     def path_of(self, clip_id: str) -> Path:
         return self.dir / self.names[clip_id]
@@ -284,8 +384,9 @@ class _ClipJob:
 class DownloadStream:
     """The outcomes of a running download, as they finish (an async iterator).
 
-    Made by :meth:`Client.stream_downloads`. Leaving its ``async with`` block stops every
-    transfer still running; their ``.part`` files stay, and the next run resumes them.
+    Made by [`Client.stream_downloads()`][ssemble_async.Client.stream_downloads]. Leaving its
+    ``async with`` block stops every transfer still running; their ``.part`` files stay, and the
+    next run resumes them.
 
     Attributes:
         request_errors: request id -> the error that kept its clips from being known.
@@ -365,11 +466,31 @@ class _Pipeline:
             **fields,
         )
 
-    async def finish(self, context: _RequestContext, outcome: ClipOutcome, **changes: Any) -> None:
-        """Record a final outcome (and a sidecar for a file), emit it, and close the
-        request's folder after its last clip."""
+    async def finish(
+        self,
+        context: _RequestContext,
+        outcome: ClipOutcome,
+        *,
+        recorded: bool = False,
+        **changes: Any,
+    ) -> None:
+        """Record a final outcome (and a sidecar for a file) unless ``recorded`` (a file
+        downloaded now was, as it was renamed into place), emit it, and close the request's
+        folder after its last clip."""
         self.tracker.count(outcome.state)
         self.tracker.bytes_finished += outcome.size
+        if not recorded:
+            outcome = await self.record(context, outcome, changes)
+        await self.outcomes.send(outcome)
+        context.remaining -= 1
+        if context.remaining == 0:
+            await self.close_store(context.store)
+
+    async def record(
+        self, context: _RequestContext, outcome: ClipOutcome, changes: dict[str, Any]
+    ) -> ClipOutcome:
+        """Store a final outcome in the request's manifest, with a sidecar for a file;
+        return the outcome, saying so if its metadata could not be written."""
         short = context.short(outcome.clip_id) or Short(id=outcome.clip_id)
         complete = outcome.state in (ClipState.DOWNLOADED, ClipState.ALREADY_PRESENT)
         entry = attrs.evolve(
@@ -385,21 +506,14 @@ class _Pipeline:
         sidecar = None
         if complete:
             path = context.path_of(outcome.clip_id)
-            sidecar = (
-                path.with_name(path.name + ".json"),
-                Sidecar.from_short(context.request, short),
-            )
+            sidecar = (path.with_name(path.name + ".json"), context.store.sidecar_of(short))
         try:
             with _clock.real_work():
                 await context.store.record(outcome.clip_id, entry, sidecar=sidecar)
         except OSError as exc:
             if outcome.state is not ClipState.FAILED:
-                note = describe_os_error(exc, context.dir)
-                outcome = attrs.evolve(outcome, message=f"clip saved; its metadata not: {note}")
-        await self.outcomes.send(outcome)
-        context.remaining -= 1
-        if context.remaining == 0:
-            await self.close_store(context.store)
+                return _metadata_unsaved(outcome, exc, context.dir)
+        return outcome
 
     async def close_store(self, store: RequestStore) -> None:
         if store in self.open_stores:
@@ -436,12 +550,20 @@ class _Pipeline:
         if self.options.overwrite:
             return list(requests)
         rest: list[RequestRef] = []
-        for item in requests:
-            directory = self.root / safe_name(request_key(item))
-            outcomes = await anyio.to_thread.run_sync(finished_on_disk, directory)
-            if outcomes is None:
+        folders = [self.root / safe_name(request_key(item)) for item in requests]
+        found = await anyio.to_thread.run_sync(lambda: [*map(finished_on_disk, folders)])
+        for item, finished in zip(requests, found, strict=True):  # one thread trip for all
+            if finished is None:
                 rest.append(item)
                 continue
+            outcomes = finished
+            if self.options.top is not None or self.options.min_score is not None:
+                by_score = sorted(
+                    outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0))
+                )
+                outcomes = select_clips(
+                    by_score, top=self.options.top, min_score=self.options.min_score
+                )
             self.tracker.requests_pending -= 1
             self.tracker.clips_known += len(outcomes)
             for outcome in outcomes:
@@ -451,7 +573,7 @@ class _Pipeline:
         return rest
 
     def context(self, request: ShortsRequest) -> _RequestContext:
-        context = _RequestContext(self.reader, request, self.root)
+        context = _RequestContext(self.reader, request, self.root, self.options)
         self.tracker.clips_known += len(context.shorts)
         return context
 
@@ -493,6 +615,8 @@ class _Pipeline:
     async def admit(self, context: _RequestContext, task_group: TaskGroup) -> list[_ClipJob]:
         """Plan a request whose folder is open: skip error clips, hold recompiling ones,
         recognise complete files, and return the jobs to queue (highest score first)."""
+        if not self.options.overwrite:
+            context.keep_recorded_names()
         context.remaining = len(context.shorts)
         if not context.remaining:
             await self.close_store(context.store)
@@ -533,6 +657,8 @@ class _Pipeline:
                     await queue.send(job)
 
     async def _present(self, context: _RequestContext, short: Short) -> bool:
+        if not context.store.entry(short.id).complete:
+            return False  # nothing recorded complete: no file to look at
         path = context.path_of(short.id)
         try:
             stat = await aiofiles.os.stat(path)
@@ -620,22 +746,45 @@ class _Pipeline:
         active = self.tracker.active[key] = _Active(short.title)
         state = TransferState()
         changes: dict[str, Any] = {}
+        recorded = False
+        committed: list[tuple[int, OSError | None]] = []
 
         def on_bytes(count: int) -> None:
             active.done += count
+            self.tracker.bytes_received += count
 
         async def on_start(started: TransferState) -> None:
             active.done, active.total = started.offset, started.total
             await self._record_partial(context, clip_id, started)
 
-        try:
-            part_size = await _size_of(part)
-            state = resume_state(
+        # encoded on the event loop: less Python in the thread trip that commits the file
+        sidecar = encode_sidecar(context.store.sidecar_of(short))
+
+        def commit() -> None:
+            # In the thread that flushed the complete .part: record, rename, sidecar.
+            now = context.short(clip_id) or short
+            entry = attrs.evolve(
                 context.store.entry(clip_id),
-                context.names[clip_id],
-                part_size,
-                overwrite=self.options.overwrite,
+                file=context.names[clip_id],
+                state=ClipState.DOWNLOADED.value,
+                title=now.title,
+                viral_score=now.viral_score,
+                message=None,
+                etag=state.etag,
+                last_modified=state.last_modified,
             )
+            data = sidecar if now is short else encode_sidecar(context.store.sidecar_of(now))
+            committed.append(context.store.commit(clip_id, entry, part, path, data))
+
+        try:
+            entry = context.store.entry(clip_id)
+            name = context.names[clip_id]
+            overwrite = self.options.overwrite
+            # the .part's size matters only when the entry vouches for its bytes
+            part_size = (
+                await _size_of(part) if may_resume(entry, name, overwrite=overwrite) else None
+            )
+            state = resume_state(entry, name, part_size, overwrite=overwrite)
             active.done = state.offset
             await fetch_clip(
                 session,
@@ -646,34 +795,19 @@ class _Pipeline:
                 self.fetch,
                 on_start=on_start,
                 on_bytes=on_bytes,
+                on_sealed=commit,
             )
-            with _clock.real_work():  # file-system work in threads
-                stat = await aiofiles.os.stat(part)
-                # Recorded complete *before* the rename (a rename keeps size and mtime): a
-                # kill after the rename finds the file present; a kill before it, or a record
-                # that cannot be written (a full disk), leaves the .part to be confirmed with
-                # one range request, never fetched again.
-                await context.store.record(
-                    clip_id,
-                    attrs.evolve(
-                        context.store.entry(clip_id),
-                        file=context.names[clip_id],
-                        complete=True,
-                        size=stat.st_size,
-                        mtime_ns=stat.st_mtime_ns,
-                        etag=state.etag,
-                        last_modified=state.last_modified,
-                    ),
-                )
-                await aiofiles.os.replace(part, path)
-            changes = {"partial": None}
+            size, unsaved = committed[-1]
             outcome = self.outcome(
                 context,
                 context.short(clip_id) or short,
                 ClipState.DOWNLOADED,
-                size=stat.st_size,
+                size=size,
                 transferred=state.transferred,
             )
+            if unsaved is not None:
+                outcome = _metadata_unsaved(outcome, unsaved, context.dir)
+            recorded = True
         except NotAClip as exc:
             await _remove(part)  # bytes known to be wrong
             changes = {"partial": None}
@@ -687,7 +821,7 @@ class _Pipeline:
             outcome = self._failed(context, short, state, f"no fresh URL: {exc}", exc)
         finally:
             self.tracker.active.pop(key, None)
-        await self.finish(context, outcome, **changes)
+        await self.finish(context, outcome, recorded=recorded, **changes)
 
     async def _keep_if_resumable(
         self, context: _RequestContext, clip_id: str, part: Path, state: TransferState
@@ -893,6 +1027,23 @@ def unique_requests(requests: Iterable[RequestRef]) -> list[RequestRef]:
     return unique
 
 
+#: Makes the pipeline of a run: `_Pipeline` writes into a folder; an ``s3://`` destination
+#: (``_s3_sink``) passes its own, which writes into a bucket.
+PipelineFactory = Callable[
+    [
+        RequestReader,
+        Path,
+        DownloadOptions,
+        RetryPolicy,
+        DownloadStream,
+        _Tracker,
+        MemoryObjectSendStream[ClipOutcome],
+        ConnectionSettings,
+    ],
+    _Pipeline,
+]
+
+
 @asynccontextmanager
 async def run_pipeline(
     reader: RequestReader,
@@ -903,6 +1054,7 @@ async def run_pipeline(
     retry: RetryPolicy,
     user_agent: str,
     connection: ConnectionSettings,
+    make_pipeline: PipelineFactory = _Pipeline,
 ) -> AsyncIterator[DownloadStream]:
     """Run a download in a task group and yield the stream of its outcomes.
 
@@ -912,7 +1064,7 @@ async def run_pipeline(
     send, receive = anyio.create_memory_object_stream[ClipOutcome](math.inf)
     tracker = _Tracker(requests_pending=len(requests))
     stream = DownloadStream(receive, tracker)
-    pipeline = _Pipeline(reader, Path(dest), options, retry, stream, tracker, send, connection)
+    pipeline = make_pipeline(reader, Path(dest), options, retry, stream, tracker, send, connection)
     caller_error: BaseException | None = None
     with send, receive, pipeline.queue, pipeline.queue_out:
         requests = await pipeline.skip_finished(requests)

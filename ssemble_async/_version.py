@@ -1,10 +1,6 @@
-"""The installed version, read from the package metadata."""
+"""The package's version: the one place it is written (pyproject.toml reads it from here).
 
-from __future__ import annotations
+A plain constant, so that ``ssemble --version`` costs no package-metadata lookup.
+"""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("ssemble-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = "0.1.0"

@@ -5,7 +5,7 @@ clip ended failed or not_ready, an API call failed, a spent quota included, a wa
 out, the disk failed); 2 for usage errors only (bad flags or values, a malformed request id,
 an unwritable ``-o``, an unsupported ``--quota-url``: all found before any network call);
 130 after Ctrl-C (download commands keep finished clips, the rest resumes on the next run).
-Errors are one line in the command line's terms: :func:`_error_line` words the library's
+Errors are one line in the command line's terms: `_error_line()` words the library's
 hints with flags and commands.
 
 Every run that talks to the API keeps the last quota figures it saw (``X-RateLimit-*``) in a
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -37,10 +38,19 @@ import attrs
 from rich.table import Table
 
 from ssemble_async import _clock
+from ssemble_async._cli._auth import (
+    find_key,
+    forget_key,
+    read_new_key,
+    show_key,
+    store_new_key,
+)
 from ssemble_async._cli._output import (
     NoticeHandler,
     Output,
     _score,
+    _shown_path,
+    _size,
     download_with_display,
     notices,
 )
@@ -50,11 +60,13 @@ from ssemble_async._cli._parser import (
     EXIT_OK,
     EXIT_USAGE,
     PROG,
+    CommandError,
     UsageError,
     _fail,
 )
 from ssemble_async._client import Client
 from ssemble_async._config import PollPolicy, QuotaPolicy
+from ssemble_async._download_models import DownloadPlan, PlannedAction
 from ssemble_async._errors import (
     HINT_API_KEY,
     HINT_NOT_FOUND,
@@ -74,6 +86,7 @@ from ssemble_async._governor import PAST_DEADLINE, LocalGovernor
 from ssemble_async._models import GameVideo, MemeHook, MusicTrack, RequestStatus, ShortsRequest
 from ssemble_async._quota import QuotaBudget
 from ssemble_async._ratelimit import RateLimit
+from ssemble_async._s3 import INSTALL_HINT, is_s3_url, parse_s3_url
 
 __all__ = ["run_command"]
 
@@ -81,11 +94,49 @@ __all__ = ["run_command"]
 logger = logging.getLogger("ssemble_async")
 
 
-class CommandError(Exception):
-    """A command that ran and could not do its job (exit 1)."""
-
-
 # -- commands -------------------------------------------------------------------------------
+
+
+async def run_s3_cleanup(args: argparse.Namespace, out: Output) -> int:
+    """``ssemble s3-cleanup s3://bucket/prefix``: abort the stale unfinished uploads."""
+    try:
+        parse_s3_url(args.url)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if importlib.util.find_spec("aiobotocore") is None:
+        raise UsageError(f"{args.url}: {INSTALL_HINT}")
+    from ssemble_async._s3_sink import abort_stale_uploads  # noqa: PLC0415 - the s3 extra
+
+    aborted = await abort_stale_uploads(
+        args.url,
+        older_than=dt.timedelta(hours=args.older_than),
+        endpoint_url=args.s3_endpoint_url,
+    )
+    if out.as_json:
+        out.json(
+            {
+                "aborted": [
+                    {
+                        "url": upload.url,
+                        "upload_id": upload.upload_id,
+                        "initiated": upload.initiated.isoformat(),
+                    }
+                    for upload in aborted
+                ]
+            }
+        )
+        return EXIT_OK
+    for upload in aborted:
+        if out.quiet:
+            out.result(upload.url)
+        else:
+            started = upload.initiated.strftime("%Y-%m-%d %H:%M UTC")
+            out.print(f"aborted {upload.url} (started {started})")
+    if not out.quiet:
+        older = f"{args.older_than:g} hour{'s' * (args.older_than != 1)}"
+        count = f"{len(aborted)} unfinished upload{'s' * (len(aborted) != 1)}"
+        out.print(f"{count} older than {older} aborted under {args.url}")
+    return EXIT_OK
 
 
 async def run_listen(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -135,11 +186,26 @@ async def run_listen(client: Client, args: argparse.Namespace, out: Output) -> i
     return EXIT_OK
 
 
+def _destination(output: str) -> str | Path:
+    """``-o`` as the library takes it: ``s3://...`` as it is, anything else a folder."""
+    return output if is_s3_url(output) else Path(output)
+
+
 async def run_download(client: Client, args: argparse.Namespace, out: Output) -> int:
+    choice = {"name": args.name, "top": args.top, "min_score": args.min_score}
+    if args.dry_run:
+        plan = await client.plan_downloads(
+            args.request_ids,
+            _destination(args.output),
+            concurrency=args.concurrency,
+            overwrite=args.overwrite,
+            **choice,
+        )
+        return show_plan(plan, _destination(args.output), out, waits=args.wait)
     return await download_with_display(
         client,
         args.request_ids,
-        Path(args.output),
+        _destination(args.output),
         out,
         concurrency=args.concurrency,
         chunk_size=args.chunk_size,
@@ -148,7 +214,107 @@ async def run_download(client: Client, args: argparse.Namespace, out: Output) ->
         overwrite=args.overwrite,
         wait=args.wait,
         skip_not_ready=not args.wait,  # download what is ready, report the others not_ready
+        **choice,
     )
+
+
+_FETCHED = (PlannedAction.DOWNLOAD, PlannedAction.RESUME)
+
+
+def plan_as_data(
+    plan: DownloadPlan, describe: Callable[[BaseException], str] = str
+) -> dict[str, Any]:
+    """A dry run's plan as JSON-ready data (``describe`` words the request errors)."""
+    return {
+        "dry_run": True,
+        "to_fetch": plan.to_fetch,
+        "unknown_sizes": plan.unknown_sizes,
+        "counts": {action.value: len(plan.by_action(action)) for action in PlannedAction},
+        "clips": [
+            {
+                "request_id": clip.request_id,
+                "clip_id": clip.clip_id,
+                "action": clip.action.value,
+                "path": None if clip.path is None else str(clip.path),
+                "url": clip.url,
+                "size": clip.size,
+                "to_fetch": clip.to_fetch,
+                "title": clip.title,
+                "viral_score": clip.viral_score,
+            }
+            for clip in plan.clips
+        ],
+        "request_errors": {
+            rid: {
+                "error": type(error).__name__,
+                "state": "not_ready" if isinstance(error, RequestNotReadyError) else "error",
+                "message": describe(error),
+            }
+            for rid, error in plan.request_errors.items()
+        },
+    }
+
+
+def plan_summary(plan: DownloadPlan, dest: str | Path) -> str:
+    """One line: how many clips and bytes a download would fetch, and the rest."""
+    fetched = [clip for clip in plan.clips if clip.action in _FETCHED]
+    size = _size(plan.to_fetch)
+    if plan.unknown_sizes:
+        size = f"{size} + {plan.unknown_sizes} of unknown size"
+    parts = [f"would fetch {len(fetched)} clip{'s' * (len(fetched) != 1)} ({size}) into {dest}"]
+    for action, said in (
+        (PlannedAction.RESUME, "of them resumed"),
+        (PlannedAction.PRESENT, "already present"),
+        (PlannedAction.SKIP_ERROR, "skipped (failed to render)"),
+        (PlannedAction.NOT_READY, "re-rendering"),
+    ):
+        if count := len(plan.by_action(action)):
+            parts.append(f"{count} {said}")
+    return "; ".join(parts) + "; nothing was written"
+
+
+def show_plan(plan: DownloadPlan, dest: str | Path, out: Output, *, waits: bool) -> int:
+    """Print a dry run's plan; exit 1 when a request cannot be planned (0 with ``--wait``
+    for requests that are only not done yet: the download would wait for them)."""
+    waited = {
+        rid
+        for rid, error in plan.request_errors.items()
+        if waits and isinstance(error, RequestNotReadyError)
+    }
+    if out.as_json:
+        out.json(plan_as_data(plan, out.describe_error))
+    elif out.quiet:
+        for clip in plan.clips:
+            if clip.action in _FETCHED:
+                out.result(clip.url or str(clip.path))
+    else:
+        if plan.clips:
+            table = Table(title="Dry run: nothing is written", title_justify="left")
+            for column in ("action", "score", "title", "to fetch"):
+                table.add_column(column, justify="right" if column != "title" else "left")
+            _text_column(table, "file")
+            for clip in plan.clips:
+                fetch = "?" if clip.to_fetch is None else _size(clip.to_fetch)
+                table.add_row(
+                    clip.action.value,
+                    _score(clip.viral_score),
+                    clip.title,
+                    fetch if clip.action in _FETCHED else "",
+                    clip.url or _shown_path(clip.path),
+                )
+            out.print(table)
+        out.print(plan_summary(plan, dest))
+    for rid, error in plan.request_errors.items():
+        if rid in waited:
+            notices.say(f"request {rid} is not done yet: the download would wait for it")
+            continue
+        line = out.describe_error(error)
+        if isinstance(error, RequestNotReadyError):
+            line = f"not_ready: {line}"
+        elif rid not in line:
+            line = f"request {rid}: {line}"
+        print(f"{PROG}: {line}", file=sys.stderr)
+    return EXIT_OK if len(waited) == len(plan.request_errors) else EXIT_FAILED
 
 
 def _collect_ids(args: argparse.Namespace) -> list[str]:
@@ -565,7 +731,7 @@ CLOCK_SLACK = 3.0
 
 def _clock_time(when: dt.datetime, now: dt.datetime, *, up: bool = True) -> str:
     """``22:00 UTC``. A reset is rounded up to the minute (a run at that time is after it),
-    unless it is within :data:`CLOCK_SLACK` of the minute before; ``up=False`` truncates."""
+    unless it is within `CLOCK_SLACK` of the minute before; ``up=False`` truncates."""
     when = when.astimezone(dt.timezone.utc)
     if up:
         when -= dt.timedelta(seconds=CLOCK_SLACK)
@@ -662,8 +828,10 @@ def quota_lines(saved: SavedQuota, now: dt.datetime, *, calls: int) -> list[str]
 
 
 def _api_key(args: argparse.Namespace) -> str:
-    key: str | None = args.api_key
-    return (key if key is not None else os.environ.get("SSEMBLE_API_KEY", "")).strip()
+    """The key of this run: --api-key, else SSEMBLE_API_KEY, else the one ssemble auth login
+    saved; "" when there is none."""
+    found = find_key(args.api_key, os.environ)
+    return "" if found is None else found.key
 
 
 def _quota_file(args: argparse.Namespace, client: Client) -> Path | None:
@@ -839,8 +1007,9 @@ def _poll(args: argparse.Namespace) -> PollPolicy:
 
 #: The hints of API errors, as the command line says them (the library's name its keywords).
 _CLI_HINTS: Mapping[str, str] = {
-    HINT_API_KEY: "Check the API key (--api-key or SSEMBLE_API_KEY); keys start with"
-    " sk_ssemble_ and are made at https://app.ssemble.com/api-keys.",
+    HINT_API_KEY: "Check the API key (ssemble auth status tells which one is used: --api-key,"
+    " SSEMBLE_API_KEY or the one ssemble auth login saved); keys start with sk_ssemble_ and"
+    " are made at https://app.ssemble.com/api-keys.",
     HINT_NOT_FOUND: "Check the request id (ssemble list shows yours); deleted requests are gone"
     " for good.",
     HINT_WRONG_BASE_URL: "The answer is not the API's error envelope: --base-url (or"
@@ -850,7 +1019,10 @@ _CLI_HINTS: Mapping[str, str] = {
 #: What the library says in its own terms (keywords, methods), and what a CLI user reads.
 _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     ("as returned by create_short", "as ssemble create prints it"),
-    ("pass api_key=... or set SSEMBLE_API_KEY", "pass --api-key or set SSEMBLE_API_KEY"),
+    (
+        "pass api_key=... or set SSEMBLE_API_KEY",
+        "run ssemble auth login, pass --api-key or set SSEMBLE_API_KEY",
+    ),
     ("(see list_templates())", "(ssemble templates lists them)"),
     ("Check the network and base_url.", "Check the network and --base-url (SSEMBLE_BASE_URL)."),
     ("base_url must start with", "--base-url (SSEMBLE_BASE_URL) must start with"),
@@ -861,6 +1033,11 @@ _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     ),
     ("url=... or file_url=...", "--url or --file-url"),
     ("cta_text is required when cta_enabled is True", "--cta-text is required with --cta-enabled"),
+    (
+        "check s3_endpoint_url (or AWS_ENDPOINT_URL)",
+        "check --s3-endpoint-url (or AWS_ENDPOINT_URL)",
+    ),
+    ("pass overwrite=True to replace it", "download with --overwrite to replace it"),
 )
 #: A keyword of the library named in an argument error (``end - start must be ...``).
 _KEYWORD = re.compile(
@@ -895,35 +1072,61 @@ def _error_line(error: BaseException, args: argparse.Namespace | None = None) ->
     return text
 
 
-def _check_output(folder: Path, flag: str = "-o") -> None:
-    """Refuse an output folder that cannot be written, before any call (a usage error)."""
-    if folder.exists():
-        if not folder.is_dir():
-            raise UsageError(f"{flag} {folder}: not a folder (it is a file)")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{flag} {folder}: no permission to write in this folder")
-        return
+def _check_output(folder: Path, flag: str = "-o", *, probe: bool = True) -> None:
+    """Refuse an output folder that cannot be written, before any call (a usage error).
+
+    Permission bits do not tell everything (root passes every ``access()`` check, yet
+    cannot write under ``/proc``, a read-only mount or a full quota): with ``probe`` a
+    temporary entry is made and removed again in the folder, or in the nearest folder that
+    exists when it is still to be made. A dry run passes ``probe=False``: it writes nothing.
+    """
     existing = folder.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{flag} {folder}: cannot be created, {existing} is a file")
+    if existing == folder.absolute():
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {folder}: not a folder (it is a file)")
+        refused = f"{flag} {folder}: cannot write in this folder"
+    else:
+        if not existing.is_dir():
+            raise UsageError(f"{flag} {folder}: cannot be created, {existing} is a file")
+        refused = f"{flag} {folder}: cannot be created in {existing}"
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"{flag} {folder}: cannot be created, no permission to write in {existing}"
-        )
+        raise UsageError(f"{refused}: no permission to write there")
+    if probe:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".ssemble-check-", dir=existing))
+        except OSError as error:
+            raise UsageError(f"{refused}: {error.strerror or error}") from None
+
+
+def _check_s3_output(args: argparse.Namespace) -> None:
+    """Refuse an ``-o s3://...`` that cannot be used, without touching the disk."""
+    if args.command != "download":
+        raise UsageError(f"-o {args.output}: ssemble {args.command} writes into a folder only")
+    try:
+        parse_s3_url(args.output)
+    except ValueError as error:
+        raise UsageError(f"-o: {error}") from None
+    if importlib.util.find_spec("aiobotocore") is None:
+        raise UsageError(f"-o {args.output}: {INSTALL_HINT}")
 
 
 def _check_before_calls(args: argparse.Namespace) -> None:
     """What the command line can refuse before any call: the output folder, the ids."""
-    if getattr(args, "output", None) is not None:
-        _check_output(Path(args.output))
+    output = getattr(args, "output", None)
+    if output is not None and is_s3_url(output):
+        _check_s3_output(args)
+    elif output is not None:
+        _check_output(Path(output), probe=not getattr(args, "dry_run", False))
     if args.command == "download":
         args.request_ids = _collect_ids(args)
 
 
 async def _run(args: argparse.Namespace, out: Output) -> int:
     offline = getattr(args, "offline", None)
+    if offline == "s3-cleanup":
+        return await run_s3_cleanup(args, out)
     if offline is not None:
         from ssemble_async._demo import (  # noqa: PLC0415 - the fake
             run_demo,
@@ -937,25 +1140,63 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
                 return await run_webhook_demo(Path(args.output), out)
             return await run_demo(Path(args.output), out)
         return await run_fake_server(args, out)
+    if args.command == "auth":
+        return await _run_auth(args, out)
+    if args.command in ("enqueue", "worker", "queue-status"):
+        from ssemble_async._cli._queue import run_queue_command  # noqa: PLC0415 - an extra
+
+        return await run_queue_command(args, out)
     _check_before_calls(args)
-    client = _client(args)
-    path = _quota_file(args, client)
+    return await _with_client(args, out, _command(args.command), _api_key(args))
+
+
+async def _with_client(args: argparse.Namespace, out: Output, command: Command, key: str) -> int:
+    """Run ``command`` with a client of ``key``, keeping the quota figures it learns."""
+    client = _client(args, key)
+    path = quota_cache_file(key, client.base_url)
     async with client:
         _check_saved_quota(args, path, client)
         try:
-            code = await _command(args.command)(client, args, out)
+            code = await command(client, args, out)
         finally:
             _remember_quota(client, path)
         return code
 
 
-def _client(args: argparse.Namespace) -> Client:
+async def _verify_key(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """The call that checks a key: the cheapest one (as ssemble quota --refresh makes)."""
+    await client.list_templates()
+    return EXIT_OK
+
+
+async def _run_auth(args: argparse.Namespace, out: Output) -> int:
+    """``ssemble auth login|status|logout``; only ``login --verify`` makes a call."""
+    shown = {"as_json": out.as_json, "quiet": out.quiet}
+    if args.auth_command == "status":
+        return show_key(args.api_key, **shown)
+    if args.auth_command == "logout":
+        return forget_key(**shown)
+    key = read_new_key(args.api_key, sys.stdin)
+    if args.verify:
+        try:
+            await _with_client(args, out, _verify_key, key)
+        except SsembleError as error:
+            raise CommandError(f"the key was not saved: {_error_line(error, args)}") from error
+    return store_new_key(key, verified=args.verify, **shown)
+
+
+def _client(args: argparse.Namespace, key: str) -> Client:
     """The client of this command line (before any call: a bad setting is a usage error)."""
     quota = QuotaPolicy(on_exhausted="wait" if _quota_choice(args) else "raise")
     quota_url: str | None = args.quota_url
     try:
         return Client(
-            args.api_key, base_url=args.base_url, quota=quota, poll=_poll(args), quota_url=quota_url
+            key,
+            base_url=args.base_url,
+            quota=quota,
+            poll=_poll(args),
+            quota_url=quota_url,
+            s3_endpoint_url=getattr(args, "s3_endpoint_url", None),
         )
     except ConfigurationError as error:
         if "quota_url" not in str(error):
@@ -965,9 +1206,15 @@ def _client(args: argparse.Namespace) -> Client:
         url = quota_url if quota_url is not None else os.environ.get("SSEMBLE_QUOTA_URL", "")
         scheme, found, _ = url.partition("://")
         named = f"the scheme {scheme.lower()}://" if found and scheme else "a URL without a scheme"
+        if "distributed extra" in str(error):
+            raise UsageError(
+                f"{source}: a budget shared in Redis needs the distributed extra:"
+                " pip install 'ssemble-async[distributed]'"
+            ) from error
         raise UsageError(
-            f"{source}: {named} is not supported by this version; leave --quota-url and"
-            " SSEMBLE_QUOTA_URL unset (or use local://) for this process's own quota budget"
+            f"{source}: {named} is not supported; leave --quota-url and SSEMBLE_QUOTA_URL"
+            " unset (or use local://) for this process's own quota budget, or give"
+            " redis://host:port/db for one shared in Redis"
         ) from error
 
 
@@ -1028,6 +1275,9 @@ _INTERRUPTED = {
     "create": "interrupted; the request may have been created all the same: ssemble list"
     " shows your requests",
     "delete": "interrupted; the request may have been deleted all the same: ssemble get tells",
+    "enqueue": "interrupted; some ids may be queued already: run the same command again (an id"
+    " is never queued twice)",
+    "worker": "interrupted; its jobs go back to the queue after their heartbeat timeout",
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ssemble_async._ids import is_hex24
+from ssemble_async._naming import NAME_FIELDS, check_name_template
 
 PROG = "ssemble"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -24,23 +25,33 @@ class UsageError(Exception):
     """A command line that cannot be run as given (exit 2)."""
 
 
+class CommandError(Exception):
+    """A command that ran and could not do its job (exit 1)."""
+
+
 def _fail(message: str, code: int) -> NoReturn:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 
-def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool, api: bool = True) -> None:
+    """The options of every command; ``api=False``: only those of a command that never
+    talks to the API (the fake server, the demo)."""
     default: Any = argparse.SUPPRESS if suppress else None
     flag_default: Any = argparse.SUPPRESS if suppress else False
     group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--api-key",
-        default=default,
-        help="API key (default: $SSEMBLE_API_KEY); never printed",
-    )
-    group.add_argument(
-        "--base-url", default=default, help="API root (default: $SSEMBLE_BASE_URL or production)"
-    )
+    if api:
+        group.add_argument(
+            "--api-key",
+            default=default,
+            help="API key (default: $SSEMBLE_API_KEY, else the key saved by ssemble auth"
+            " login); never printed",
+        )
+        group.add_argument(
+            "--base-url",
+            default=default,
+            help="API root (default: $SSEMBLE_BASE_URL or production)",
+        )
     group.add_argument(
         "--json", action="store_true", default=flag_default, help="machine output on stdout"
     )
@@ -50,12 +61,15 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     group.add_argument(
         "--debug", action="store_true", default=flag_default, help="debug logs and tracebacks"
     )
+    if not api:
+        return
     group.add_argument(
         "--quota-url",
         default=default,
         metavar="URL",
         help="where the key's quota budget is kept (default: $SSEMBLE_QUOTA_URL, else this"
-        " process's own; local:// and memory:// name that too)",
+        " process's own; local:// and memory:// name that too): redis://host:port/db shares"
+        " it with every process using that Redis (needs ssemble-async[distributed])",
     )
     group.add_argument(
         "--wait-for-quota",
@@ -185,6 +199,14 @@ def _seconds(*, above: float | None = None, least: float | None = None) -> Calla
     return _number(above=above, least=least, what="a number of seconds")
 
 
+def _name_template(text: str) -> str:
+    try:
+        check_name_template(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a name template: {exc}") from None
+    return text
+
+
 def _template_id(text: str) -> str:
     if not is_hex24(text):
         raise argparse.ArgumentTypeError(
@@ -211,7 +233,155 @@ def _size_arg(text: str) -> int:
     return value
 
 
+#: The values ``POST /shorts/create`` allows (the API reference, 2.1); it names no aliases.
+PREFERRED_LENGTHS = (
+    "under30sec",
+    "under60sec",
+    "under90sec",
+    "under3min",
+    "under5min",
+    "under10min",
+)
+LAYOUTS = ("auto", "fill", "fit", "square")
+#: The shells ``ssemble completion`` writes a script for.
+SHELLS = ("bash", "zsh", "fish")
+
 EPILOG = "exit codes: 0 all good, 1 a clip or call failed, 2 usage error, 130 interrupted"
+
+
+def _s3_url(text: str) -> str:
+    """An argparse type: ``s3://bucket[/prefix]``."""
+    bucket = text[len("s3://") :].partition("/")[0]
+    if not text.lower().startswith("s3://") or not bucket:
+        raise argparse.ArgumentTypeError(f"{text!r} is not s3://bucket/prefix")
+    return text
+
+
+def _add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="the S3-compatible endpoint of s3:// destinations (MinIO, R2...; default:"
+        " $AWS_ENDPOINT_URL, else AWS); credentials and region come from the AWS_*"
+        " variables or a profile, as for any AWS tool",
+    )
+
+
+def _add_s3_cleanup(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``ssemble s3-cleanup``: abort the unfinished uploads that killed downloads left."""
+    cleanup = command(
+        "s3-cleanup",
+        "Abort the unfinished multipart uploads under s3://bucket/prefix that downloads"
+        " cut short left (the parts of a killed run are stored, and billed, until then)."
+        " A later download of such a clip fetches it again. Needs ssemble-async[s3].",
+        "ssemble s3-cleanup s3://my-bucket/clips --older-than 24",
+        api=False,
+    )
+    cleanup.add_argument(
+        "url", type=_s3_url, metavar="S3_URL", help="the destination: s3://bucket/prefix"
+    )
+    cleanup.add_argument(
+        "--older-than",
+        type=_number(least=0.0, what="a number of hours"),
+        default=24.0,
+        metavar="HOURS",
+        help="only uploads started at least HOURS ago (default: 24; keep it above the"
+        " longest transfer: a running download's upload is aborted too)",
+    )
+    _add_s3_endpoint(cleanup)
+    cleanup.set_defaults(offline="s3-cleanup")
+
+
+def _add_queue_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``ssemble enqueue``, ``worker`` and ``queue-status``: the work queue on Redis."""
+
+    def queue_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--queue",
+            metavar="URL",
+            help="the queue's Redis: redis://host:port/db, rediss://... or"
+            " unix:///path/redis.sock (default: $SSEMBLE_QUEUE_URL); never printed",
+        )
+
+    enqueue = command(
+        "enqueue",
+        "Put one download job per request id on the work queue, keyed by the id (an id"
+        " already waiting or running is not queued twice); ssemble worker runs them."
+        " Needs ssemble-async[distributed].",
+        "ssemble enqueue -i ids.txt --queue redis://localhost:6379/0",
+        api=False,
+    )
+    enqueue.add_argument("ids", nargs="*", metavar="ID", help="request ids")
+    enqueue.add_argument("--input", "-i", metavar="FILE", help="read ids from FILE (- = stdin)")
+    queue_option(enqueue)
+    enqueue.add_argument(
+        "--output",
+        "-o",
+        dest="dest",
+        metavar="DEST",
+        help="where the workers put these clips, as seen on their machines (default: each"
+        " worker's -o)",
+    )
+    enqueue.add_argument(
+        "--heartbeat-timeout",
+        type=_whole(1),
+        default=60,
+        metavar="SECONDS",
+        help="seconds without a heartbeat after which a job's worker is taken for dead and"
+        " the job goes to another, 1 or more (default: 60)",
+    )
+    enqueue.add_argument(
+        "--retries",
+        type=_whole(1),
+        default=5,
+        metavar="N",
+        help="runs a job may take when it fails for a passing cause, 1 or more (default: 5;"
+        " runs that find the request not ready do not count)",
+    )
+    picking = enqueue.add_argument_group("choosing and naming clips (as for ssemble download)")
+    picking.add_argument("--top", type=_whole(1), metavar="N", help="only the N best clips")
+    picking.add_argument(
+        "--min-score",
+        type=_number(least=0.0, what="a score"),
+        metavar="SCORE",
+        help="only clips scoring at least SCORE",
+    )
+    picking.add_argument(
+        "--name", type=_name_template, metavar="TEMPLATE", help="file names from a template"
+    )
+
+    worker = command(
+        "worker",
+        "Run the download jobs of the work queue until Ctrl-C or SIGTERM (jobs in flight go"
+        " back to the queue; their .part files are resumed). One line per job run. A job"
+        " whose request is not done yet is checked again later, without holding a slot."
+        " Give every worker the same --quota-url (the queue's Redis) to share the quota.",
+        "ssemble worker --queue redis://localhost:6379/0 --quota-url redis://localhost:6379/0"
+        " -o clips/",
+    )
+    queue_option(worker)
+    worker.add_argument("--output", "-o", default=".", metavar="DIR", help="default: .")
+    worker.add_argument(
+        "--concurrency", type=_whole(1), default=4, help="requests at once (default: 4)"
+    )
+    worker.add_argument(
+        "--sweep-interval",
+        type=_whole(1),
+        default=10,
+        metavar="SECONDS",
+        help="seconds between looks for jobs whose worker died, 1 or more (default: 10)",
+    )
+    _add_poll_interval(worker)
+    _add_s3_endpoint(worker)
+
+    status = command(
+        "queue-status",
+        "Count the work queue's jobs: pending, scheduled (not ready yet), active, done and"
+        " failed (the last two over 7 days), and the workers running.",
+        "ssemble queue-status --queue redis://localhost:6379/0 --json",
+        api=False,
+    )
+    queue_option(status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,9 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, help="show the version and exit")
     _add_globals(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # no command: main() prints this help
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, example: str, *, api: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
             help=help_text,
@@ -235,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"example: {example}\n{EPILOG}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _add_globals(sub, suppress=True)
+        _add_globals(sub, suppress=True, api=api)
         return sub
 
     download = command(
@@ -245,7 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("ids", nargs="*", metavar="ID", help="request ids")
     download.add_argument("--input", "-i", metavar="FILE", help="read ids from FILE (- = stdin)")
-    download.add_argument("--output", "-o", default=".", metavar="DIR", help="default: .")
+    download.add_argument(
+        "--output",
+        "-o",
+        default=".",
+        metavar="DIR",
+        help="default: .; or s3://bucket/prefix for S3-compatible storage (the s3 extra)",
+    )
+    _add_s3_endpoint(download)
     download.add_argument(
         "--concurrency", type=_whole(1), default=8, help="transfers at once (default: 8)"
     )
@@ -278,6 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait for jobs that are not done, and for the hourly quota when it is spent",
     )
     _add_poll_interval(download)
+    picking = download.add_argument_group("choosing and naming clips")
+    picking.add_argument(
+        "--top",
+        type=_whole(1),
+        metavar="N",
+        help="only the N highest-scoring clips of each request (after --min-score)",
+    )
+    picking.add_argument(
+        "--min-score",
+        type=_number(least=0.0, what="a score"),
+        metavar="SCORE",
+        help="only clips scoring at least SCORE (clips without a score are left out)",
+    )
+    picking.add_argument(
+        "--name",
+        type=_name_template,
+        metavar="TEMPLATE",
+        help="file names from a template instead of the clip id, e.g. '{score:03.0f}-{title}';"
+        f" fields: {', '.join(NAME_FIELDS)}. Made safe (other characters than letters,"
+        " digits, . _ - become _) and unique; sidecar and manifest keep the clip id;"
+        " a complete file keeps the name it was first given",
+    )
+    download.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be fetched, where and how many bytes, writing nothing (reads"
+        " each request once, as a download would; one HEAD per clip on the clip host)",
+    )
 
     for name, help_text in (
         ("get", "Show a request and its clips."),
@@ -308,43 +516,113 @@ def build_parser() -> argparse.ArgumentParser:
         "ssemble create --url https://www.youtube.com/watch?v=dQw4w9WgXcQ --start 0 --end 600",
     )
     source = create.add_mutually_exclusive_group(required=True)
-    source.add_argument("--url", help="YouTube watch URL")
-    source.add_argument("--file-url", help="public video file URL")
+    source.add_argument(
+        "--url", metavar="URL", help="the video: a YouTube watch URL (not a Shorts URL)"
+    )
+    source.add_argument(
+        "--file-url", metavar="URL", help="the video: a public http(s) URL of a video file"
+    )
     create.add_argument(
-        "--start", type=_seconds(least=0.0), required=True, metavar="SECONDS", help="0 or more"
+        "--start",
+        type=_seconds(least=0.0),
+        required=True,
+        metavar="SECONDS",
+        help="where the clipped window starts, 0 or more",
     )
     create.add_argument(
         "--end",
         type=_seconds(above=0.0),
         required=True,
         metavar="SECONDS",
-        help="1 to 1200 seconds after --start",
+        help="where it ends: 1 to 1200 seconds after --start",
     )
-    for option in ("preferred-length", "language", "caption-language"):
-        create.add_argument(f"--{option}")
     create.add_argument(
-        "--template-id", type=_template_id, metavar="ID", help="see ssemble templates"
+        "--preferred-length",
+        choices=PREFERRED_LENGTHS,
+        metavar="LENGTH",
+        help=f"clip length: {', '.join(PREFERRED_LENGTHS)} (API default: under60sec)",
     )
-    for option in ("meme-hook-name", "game-video-name", "music-name", "layout", "webhook-url"):
-        create.add_argument(f"--{option}")
-    create.add_argument("--cta-text", help="call-to-action text (turns the CTA on)")
-    create.add_argument("--music-volume", type=_number(least=0.0, most=100.0), help="0 to 100")
-    for flag in (
-        "no-clipping",
-        "hook-title",
-        "meme-hook",
-        "game-video",
-        "cta-enabled",
-        "music",
+    create.add_argument(
+        "--language",
+        metavar="CODE",
+        help="spoken language, an ISO 639-1 code such as en, es, fr, de (API default: en)",
+    )
+    create.add_argument(
+        "--caption-language",
+        metavar="CODE",
+        help="caption language, when it differs from --language",
+    )
+    create.add_argument(
+        "--template-id",
+        type=_template_id,
+        metavar="ID",
+        help="caption template (ssemble templates lists them; API default: Karaoke)",
+    )
+    create.add_argument(
+        "--no-clipping",
+        action="store_const",
+        const=True,
+        default=None,
+        help="no highlight picking: the whole window becomes one clip",
+    )
+    create.add_argument(
+        "--hook-title",
+        action="store_const",
+        const=True,
+        default=None,
+        help="an animated hook title at the start of each clip",
+    )
+    for flag, kind, what in (
+        ("meme-hook", "meme-hooks", "a 2-5 s meme clip before each clip"),
+        ("game-video", "game-videos", "split screen: the speaker on top, gameplay below"),
+        ("music", "music", "background music"),
     ):
-        create.add_argument(f"--{flag}", action="store_const", const=True, default=None)
+        create.add_argument(f"--{flag}", action="store_const", const=True, default=None, help=what)
+        create.add_argument(
+            f"--{flag}-name",
+            metavar="NAME",
+            help=f"with --{flag}: the exact name of one (ssemble {kind} lists them;"
+            " API default: a random one)",
+        )
+    create.add_argument(
+        "--music-volume",
+        type=_number(least=0.0, most=100.0),
+        metavar="0-100",
+        help="with --music: 0 to 100 (API default: 10; 20 to 40 sits under speech)",
+    )
+    create.add_argument(
+        "--cta-enabled",
+        action="store_const",
+        const=True,
+        default=None,
+        help="a call-to-action text overlay (needs --cta-text)",
+    )
+    create.add_argument(
+        "--cta-text",
+        metavar="TEXT",
+        help="call-to-action text, at most 200 characters (turns the overlay on)",
+    )
+    create.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        metavar="LAYOUT",
+        help="framing: auto (the AI frames the speaker), fill (crop to 9:16), fit (the whole"
+        " frame, with bars if needed), square (1:1) (API default: auto)",
+    )
+    create.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="where the API POSTs when the job completes or fails (ssemble listen prints one)",
+    )
 
     listing = command("list", "List your requests.", "ssemble list --status completed")
     listing.add_argument(
-        "--status", choices=("queued", "processing", "completed", "failed", "cancelled")
+        "--status",
+        choices=("queued", "processing", "completed", "failed", "cancelled"),
+        help="only the requests in this state",
     )
-    listing.add_argument("--sort-by", choices=("createdAt", "updatedAt"))
-    listing.add_argument("--sort-order", choices=("asc", "desc"))
+    listing.add_argument("--sort-by", choices=("createdAt", "updatedAt"), help="the order's field")
+    listing.add_argument("--sort-order", choices=("asc", "desc"), help="ascending or descending")
     listing.add_argument("--limit", type=_whole(1), help="show at most this many")
     listing.add_argument(
         "--page-size", type=_whole(1, 100), default=20, help="1 to 100 (default: 20)"
@@ -390,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--output", "-o", default=".", metavar="DIR", help="download folder")
 
+    _add_queue_commands(command)
+    _add_s3_cleanup(command)
+
     command("templates", "List the caption templates.", "ssemble templates")
     for kind in ("music", "game-videos", "meme-hooks"):
         command(kind, f"List the {kind.replace('-', ' ')}.", f"ssemble {kind} --json")
@@ -398,13 +679,23 @@ def build_parser() -> argparse.ArgumentParser:
         "fake-server",
         "Run the built-in fake Ssemble API on 127.0.0.1 for your integration tests.",
         "ssemble fake-server --port 8765 --api-key sk_ssemble_test --jobs 3",
+        api=False,
     )
     fake.add_argument("--port", type=_port, default=0, help="API port (default: any free one)")
     fake.add_argument(
         "--clip-port", type=_port, default=0, help="clip host port (default: any free one)"
     )
     fake.add_argument(
-        "--jobs", type=_whole(0, 1000), default=2, help="completed jobs to start with (default: 2)"
+        "--jobs",
+        type=_whole(0, 1000),
+        default=2,
+        help="completed jobs to start with, 0 to 1000 (default: 2)",
+    )
+    fake.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        help="the key the fake accepts (default: a new random sk_ssemble_ key; the export"
+        " line prints it)",
     )
     fake.set_defaults(offline="fake-server")
 
@@ -412,8 +703,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "Show the whole product against the built-in fake API: create, wait, download.",
         "ssemble demo -o ssemble-demo/",
+        api=False,
     )
-    demo.add_argument("--output", "-o", default="ssemble-demo", metavar="DIR")
+    demo.add_argument(
+        "--output",
+        "-o",
+        default="ssemble-demo",
+        metavar="DIR",
+        help="folder for the clips (default: ssemble-demo)",
+    )
     demo.add_argument(
         "--webhooks",
         action="store_true",
@@ -421,4 +719,52 @@ def build_parser() -> argparse.ArgumentParser:
         " local receiver, the clips land on disk without polling",
     )
     demo.set_defaults(offline="demo")
+
+    auth = command(
+        "auth",
+        "Save, show or remove the API key the commands use. The key is looked for in"
+        " --api-key, then SSEMBLE_API_KEY, then the file ssemble auth login saves.",
+        "echo $SSEMBLE_API_KEY | ssemble auth login",
+    )
+    actions = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
+    for name, help_text, example in (
+        (
+            "login",
+            "Save an API key in $XDG_CONFIG_HOME/ssemble/credentials (default:"
+            " ~/.config/ssemble/), readable by you alone. The key is read from a hidden"
+            " prompt, or from stdin when piped; never from the command line.",
+            "ssemble auth login --verify",
+        ),
+        (
+            "status",
+            "Say which API key the commands use and where it comes from (masked); exit 1"
+            " when there is none.",
+            "ssemble auth status",
+        ),
+        ("logout", "Delete the saved API key.", "ssemble auth logout"),
+    ):
+        action = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example: {example}\n{EPILOG}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_globals(action, suppress=True)
+        if name == "login":
+            action.add_argument(
+                "--verify",
+                action="store_true",
+                help="check the key with the API before saving it (costs one call: GET /templates)",
+            )
+
+    completion = command(
+        "completion",
+        "Print the shell completion script of ssemble: commands, options and their values"
+        " complete with TAB.",
+        'eval "$(ssemble completion bash)"  (in ~/.bashrc; zsh: the same in'
+        " ~/.zshrc; fish: ssemble completion fish | source)",
+        api=False,
+    )
+    completion.add_argument("shell", choices=SHELLS, help="bash, zsh or fish")
     return parser

@@ -19,7 +19,7 @@ import pytest
 from ssemble_async._cli._parser import build_parser
 from ssemble_async.testing import ApiFault, FakeClip, FakeJob, FakeSsembleAPI
 
-from ._support import Result, assert_one_line_error, environment, ssemble
+from ._support import Result, assert_one_line_error, environment, ssemble, take_retries
 
 pytestmark = pytest.mark.anyio
 
@@ -258,7 +258,10 @@ async def test_a_bad_key_says_api_key_flag_after_a_full_stop(fake_ssemble: FakeS
     env = environment(fake_ssemble, SSEMBLE_API_KEY="sk_ssemble_wrong")
     result = await ssemble("templates", env=env)
     assert result.code == 1
-    assert_one_line_error(result, "or revoked. Check the API key (--api-key or SSEMBLE_API_KEY)")
+    assert_one_line_error(
+        result, "or revoked. Check the API key (ssemble auth status tells which one is used:"
+    )
+    assert "--api-key, SSEMBLE_API_KEY or the one ssemble auth login saved" in result.err
     assert_cli_terms(result)
 
 
@@ -287,6 +290,7 @@ async def test_network_down_names_base_url_flag() -> None:
     env = environment(None, SSEMBLE_API_KEY="sk_ssemble_x", SSEMBLE_BASE_URL="http://127.0.0.1:9")
     result = await ssemble("status", RID, env=env)
     assert result.code == 1
+    assert len(take_retries(result)) == 4  # "ssemble: retry 1/4 in 0.6 s: connection refused"
     assert_one_line_error(result, "Check the network and --base-url")
     assert_cli_terms(result)
 
@@ -439,3 +443,18 @@ async def test_a_batch_with_wait_waits_for_the_rest(
         )
     assert result.code == 0, result.err
     assert len(list((tmp_path / later).glob("*.mp4"))) == 3
+
+
+@pytest.mark.parametrize("output", ["/proc/ssemble-nope", "/proc/ssemble-nope/clips", "/proc"])
+async def test_a_folder_no_one_can_write_is_refused_even_as_root(
+    fake_ssemble: FakeSsembleAPI, output: str
+) -> None:
+    rid = fake_ssemble.add_job(FakeJob(steps=()))
+    result = await ssemble("download", rid, "-o", output, fake=fake_ssemble)
+    assert result.code == 2, result.err
+    assert_one_line_error(result, f"-o {output}: cannot ")
+    assert fake_ssemble.api_requests == []
+    # a dry run writes nothing, so it does not try: it says where the clips would go
+    dry = await ssemble("download", rid, "-o", output, "--dry-run", fake=fake_ssemble)
+    assert dry.code == 0, dry.err
+    assert f"into {output}" in dry.out
