@@ -68,7 +68,7 @@ def bench(session: nox.Session) -> None:
 
     Arguments after ``--`` go to benchmarks/download.py (e.g. ``-- --quick --repeat 3``).
     """
-    session.install("-e", ".[distributed]")
+    session.install("-e", ".[distributed,s3]", "moto[server]>=5.1")
     session.run("python", "benchmarks/startup.py")
     session.run("python", "benchmarks/parsing.py")
     session.run("python", "benchmarks/quota.py")

@@ -39,7 +39,9 @@ from ssemble_async.testing._redis import REDIS_SERVER, RedisServer
 MiB = 1024 * 1024
 
 
-def start_worker(fake: FakeSsembleAPI, redis: RedisServer, dest: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    fake: FakeSsembleAPI, redis: RedisServer, dest: str | Path
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
     env.update(SSEMBLE_API_KEY=fake.api_key, SSEMBLE_BASE_URL=fake.base_url, TERM="dumb")
     argv = [sys.executable, "-m", "ssemble_async", "worker", "--queue", redis.url]
@@ -65,11 +67,11 @@ async def fresh_redis(folder: Path) -> RedisServer:
 
 
 async def drain(
-    fake: FakeSsembleAPI, folder: Path, workers: int, jobs: list[str]
+    fake: FakeSsembleAPI, folder: Path, workers: int, jobs: list[str], *, dest: str | None = None
 ) -> dict[str, float]:
     """Enqueue ``jobs``, run ``workers`` workers until all are done; the figures of the run."""
     redis = await fresh_redis(folder)
-    dest = Path(tempfile.mkdtemp(dir=folder))
+    dest = dest or tempfile.mkdtemp(dir=folder)
     windows: dict[object, int] = {}  # the fake's window (its reset) -> fewest calls left seen
     backlog: dict[object, list[bool]] = {}  # the window -> a backlog at each look
     try:
@@ -225,6 +227,69 @@ async def kill_recovery(folder: Path) -> None:
     )
 
 
+async def into_s3(folder: Path, quick: bool) -> None:
+    """``ssemble enqueue`` + 2 workers move a backlog into a bucket (moto on 127.0.0.1)."""
+    try:
+        import boto3  # noqa: PLC0415 - only with moto[server] installed
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    except ImportError:
+        print("\n4. into S3: skipped (pip install 'ssemble-async[s3]' 'moto[server]')")
+        return
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="b",
+        aws_secret_access_key="b",
+    )
+    s3.create_bucket(Bucket="bench")
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        )
+    }
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="b",
+        AWS_SECRET_ACCESS_KEY="b",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    requests = 12 if quick else 24
+    try:
+        async with FakeSsembleAPI(hourly_limit=12, quota_window=4.0) as fake:
+            jobs = add_jobs(fake, requests, 2, 2 * MiB)
+            got = await drain(fake, folder, 2, jobs, dest="s3://bench/clips")
+            wrong = 0
+            for rid in jobs:
+                for clip_id in fake.jobs[rid].clips:
+                    body = s3.get_object(Bucket="bench", Key=f"clips/{rid}/{clip_id}.mp4")
+                    wrong += body["Body"].read() != fake.clip_bytes(rid, clip_id)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+    print(
+        f"\n4. into S3: 2 workers, {requests} requests x 2 clips x 2 MiB, a key of 12 calls"
+        " per 4 s window"
+    )
+    print(
+        f"   {got['wall']:.1f} s, peak/quota {got['peak_window']:.2f}, 429s"
+        f" {got['429s']:.0f}, clips fetched twice {got['twice']:.0f}, objects not"
+        f" byte-identical {wrong} of {int(got['clips'])}"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", default="1,2,4", help="worker counts (default: 1,2,4)")
@@ -242,6 +307,7 @@ async def main() -> None:
         await bandwidth_bound(folder, counts, options.quick)
         await governor_latency(folder, options.quick)
         await kill_recovery(folder)
+        await into_s3(folder, options.quick)
 
 
 if __name__ == "__main__":
