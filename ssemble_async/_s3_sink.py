@@ -30,7 +30,7 @@ import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +172,9 @@ async def open_s3_client(endpoint_url: str | None, *, connections: int) -> Async
 
     Checksums are computed only where an operation requires one (and where this module
     sends its own SHA-256): some S3-compatible stores refuse the SDK's default CRC32.
+
+    Raises:
+        ConfigurationError: ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) is not a URL.
     """
     config = AioConfig(
         request_checksum_calculation="when_required",
@@ -179,9 +182,16 @@ async def open_s3_client(endpoint_url: str | None, *, connections: int) -> Async
         max_pool_connections=connections,
         retries={"mode": "standard"},
     )
-    async with get_session().create_client(
-        "s3", endpoint_url=endpoint_url or None, config=config
-    ) as s3:
+    async with AsyncExitStack() as stack:
+        try:
+            s3 = await stack.enter_async_context(
+                get_session().create_client("s3", endpoint_url=endpoint_url or None, config=config)
+            )
+        except ValueError:  # botocore: "Invalid endpoint: ..." (never repeated: it may hold
+            # a user and password)
+            raise ConfigurationError(
+                f"the S3 endpoint is not a valid URL (give http(s)://host[:port]); {_ENDPOINT_HINT}"
+            ) from None
         yield s3
 
 
@@ -583,8 +593,10 @@ class _Transfer:
         if state.offset > 0 and state.validator:
             headers["Range"] = f"bytes={state.offset}-"
             headers["If-Range"] = state.validator
-        elif state.offset > 0 or self.parts.upload_id is not None:
-            await self.reset()  # nothing can tell these bytes' rest from another file's
+        elif state.offset > 0 or self.parts.upload_id is not None or self.buffer:
+            # nothing can tell these bytes' rest from another file's (a refused resume
+            # sets the offset back to 0: the bytes held for it go too)
+            await self.reset()
         idle = self.pipeline.fetch.idle_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
         try:
@@ -683,6 +695,9 @@ class _Transfer:
             state.transferred += len(data)
             self.active.done += len(data)
             self.pipeline.tracker.bytes_received += len(data)
+            if state.offset > total:  # never hold more than the clip: start over instead
+                state.offset, state.validator = 0, None
+                raise Transient(f"the clip host sent more than the {total} bytes it announced")
             if from_start and not state.head_checked and len(self.buffer) >= _HEAD_BYTES:
                 head = bytes(self.buffer[:_HEAD_BYTES])
                 if not looks_like_mp4(head):

@@ -45,7 +45,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -68,9 +69,11 @@ from ssemble_async._queue_plan import (
 )
 from ssemble_async._quota import refill
 from ssemble_async._redis_governor import RedisGovernor
+from ssemble_async._s3 import is_s3_url, parse_s3_url, require_s3_extra
 
 try:
     from redis import asyncio as aioredis
+    from redis.asyncio.connection import parse_url as _parse_redis_url
     from redis.exceptions import RedisError
     from saq import Job, Status
     from saq.queue.redis import RedisQueue
@@ -107,6 +110,14 @@ JOB_OPTIONS = ("chunk_size", "idle_timeout", "recompile_wait", "name", "top", "m
 #: Seconds the sweep gives a job it found taken but not marked running, before it deems
 #: its worker gone (a live worker marks it within milliseconds).
 SETTLE = 2.0
+#: Times a job whose worker died is handed back without spending an attempt (a job that
+#: kills every worker it runs on still ends).
+HAND_BACKS = 10
+#: Seconds a run holds its job's request without renewing it, when the job has no heartbeat
+#: (with one: its heartbeat timeout).
+HOLD = 60.0
+#: Seconds between two looks at a hold another run of the same job has.
+HOLD_POLL = 0.25
 #: Seconds a worker pauses after its Redis could not be reached, before trying again.
 OUTAGE_PAUSE = 1.0
 #: Enqueues sent to Redis at once.
@@ -214,7 +225,20 @@ class _QuietJobs(logging.Filter):
 _QUIET = _QuietJobs()
 
 
+#: What a malformed queue URL is told (the URL itself is never repeated, nor what the
+#: parser said of it: a password with a ``/`` in it reads as a host and port).
+MALFORMED_QUEUE_URL = (
+    "is not a valid Redis URL: check its host, port and database, and percent-encode"
+    " any / # ? @ : in its user or password"
+)
+
+
 def _check_queue_url(queue_url: str) -> None:
+    """Refuse a queue URL that is not a Redis one, or that cannot be parsed (no I/O).
+
+    Raises:
+        ConfigurationError: says why, without the URL (it may hold a password).
+    """
     scheme, found, _ = queue_url.partition("://")
     if not found or scheme.lower() not in ("redis", "rediss", "unix"):
         # the URL itself is never repeated: it may hold a password
@@ -223,10 +247,24 @@ def _check_queue_url(queue_url: str) -> None:
             f"queue_url {named} is not supported: give redis://host:port/db,"
             " rediss://host:port/db or unix:///path/to/redis.sock"
         )
+    try:
+        _parse_redis_url(queue_url)
+    except ValueError:  # a port that is no number, a broken IPv6 address...
+        raise ConfigurationError(f"queue_url {MALFORMED_QUEUE_URL}") from None
 
 
 def _unavailable(error: BaseException) -> QueueUnavailableError:
     return QueueUnavailableError(str(error) or type(error).__name__)
+
+
+def _stuck(job: Job, now_ms: int) -> bool:
+    """SAQ's ``Job.stuck`` (running, its heartbeat or time limit passed), judged at
+    ``now_ms`` (Redis's clock, as the heartbeats are stamped)."""
+    if job.status not in (Status.ACTIVE, Status.ABORTING):
+        return False
+    late = bool(job.heartbeat) and (now_ms - job.touched) / 1000 > job.heartbeat
+    overdue = bool(job.timeout) and (now_ms - job.started) / 1000 > job.timeout
+    return late or overdue
 
 
 class _DownloadQueue(RedisQueue):
@@ -236,13 +274,72 @@ class _DownloadQueue(RedisQueue):
     ``active`` list) but not yet marked running; a worker marks a job running a moment
     after taking it, so that sweep can catch a live job in between and run it twice. This
     sweep looks again `SETTLE` seconds later and only hands over the jobs still unmarked,
-    and those whose heartbeat stopped (SAQ's ``Job.stuck``). A worker whose Redis cannot be
-    reached pauses instead of asking again at once.
+    and those whose heartbeat stopped. Heartbeats are stamped, and judged, with Redis's
+    clock (``TIME``): SAQ's use each machine's own, so a sweeper whose clock runs ahead
+    of a worker's by more than the heartbeat timeout took every job of that worker. A job
+    whose worker died gets the attempt back (`HAND_BACKS` times at most). A worker whose
+    Redis cannot be reached pauses instead of asking again at once.
     """
 
     _sweep_script: Any = None
+    _renew_script: Any = None
+    _release_script: Any = None
+
+    async def redis_ms(self) -> int:
+        """Redis's clock (``TIME``) in milliseconds: the one every machine reads alike."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
+        job.touched = await self.redis_ms()  # the heartbeat, on the shared clock
+        await super()._update(job, status, **kwargs)
+
+    # -- one run of a job at a time (SAQ delivers at least once) -------------------------------
+
+    def hold_key(self, job_key: str) -> str:
+        return self.namespace(f"running:{job_key}")
+
+    async def hold(self, job_key: str, token: str, ttl_ms: int) -> bool:
+        """Take the job's hold for ``ttl_ms``, unless another run has it."""
+        return bool(await self.redis.set(self.hold_key(job_key), token, nx=True, px=ttl_ms))
+
+    async def renew(self, job_key: str, token: str, ttl_ms: int) -> bool:
+        """Extend the hold taken with ``token``; False when it is no longer this run's."""
+        if self._renew_script is None:
+            self._renew_script = self.redis.register_script(
+                """
+                if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+                end
+                return 0
+                """
+            )
+        renewed = await self._renew_script(
+            keys=[self.hold_key(job_key)], args=[token, ttl_ms], client=self.redis
+        )
+        return bool(renewed)
+
+    async def release(self, job_key: str, token: str) -> None:
+        """Give the hold taken with ``token`` up (a hold taken since by another run stays)."""
+        if self._release_script is None:
+            self._release_script = self.redis.register_script(
+                """
+                if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    return redis.call('DEL', KEYS[1])
+                end
+                return 0
+                """
+            )
+        await self._release_script(keys=[self.hold_key(job_key)], args=[token], client=self.redis)
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        try:
+            return await self._sweep_once(lock, abort)
+        except (RedisError, OSError) as error:  # the dequeue says so; no traceback here
+            logger.debug("queue: no sweep: %s", error)
+            return []
+
+    async def _sweep_once(self, lock: int, abort: float) -> list[str]:
         if self._sweep_script is None:
             # SAQ's own: one sweeper at a time (a lock for ``lock`` seconds), the active jobs
             self._sweep_script = self.redis.register_script(
@@ -272,7 +369,7 @@ class _DownloadQueue(RedisQueue):
                     pipe.zrem(self.namespace("incomplete"), job_id)
                     await pipe.execute()
                 swept.append(job_id)
-            elif job.stuck:
+            elif _stuck(job, await self.redis_ms()):
                 await self._hand_back(job, abort)
                 swept.append(job_id)
             elif job.status is not Status.ACTIVE:
@@ -282,7 +379,7 @@ class _DownloadQueue(RedisQueue):
             for job in await self.jobs(unmarked):
                 if job is None or await self.redis.lpos(active, job.id) is None:
                     continue  # it ended meanwhile
-                if job.stuck or job.status is not Status.ACTIVE:
+                if job.status is not Status.ACTIVE or _stuck(job, await self.redis_ms()):
                     await self._hand_back(job, abort)
                     swept.append(job.id)
         return swept
@@ -290,13 +387,63 @@ class _DownloadQueue(RedisQueue):
     async def _hand_back(self, job: Job, abort: float) -> None:
         """Abort ``job`` (its worker stops it, if alive) and queue it again (SAQ's way)."""
         logger.info("queue: handing job %s back to the queue (its worker is gone)", job.key)
+        ran = job.status is Status.ACTIVE  # its worker started it (and counted an attempt)
         await self.abort(job, error=self.swept_error_message)
         with contextlib.suppress(asyncio.TimeoutError):  # no worker answered: it is gone
             await job.refresh(abort)
+        handed = int(job.meta.get("handed_back", 0)) + 1
+        job.meta["handed_back"] = handed
+        if ran and handed <= HAND_BACKS:
+            job.retries += 1  # a dead worker costs the job no attempt
         if job.retryable:
             await self.retry(job, error=self.swept_error_message)
         else:
             await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+
+    # -- a Redis that goes away and comes back ------------------------------------------------
+
+    async def _until_recorded(self, job: Job, write: Callable[[], Awaitable[None]]) -> None:
+        """Run ``write`` (how a run of ``job`` ended) until Redis takes it: a job whose end
+        could not be recorded was left running in Redis, for the sweep to hand back and run
+        again, and SAQ printed a traceback."""
+        told = False
+        while True:
+            try:
+                await write()
+                return
+            except (RedisError, OSError) as error:
+                if not told:
+                    logger.warning(
+                        "queue: Redis cannot be reached (%s); the end of job %s is recorded"
+                        " once it is back",
+                        error,
+                        job.key,
+                    )
+                    told = True
+            await anyio.sleep(OUTAGE_PAUSE)
+
+    async def _finish(
+        self, job: Job, status: Status, *, result: Any = None, error: str | None = None
+    ) -> None:
+        parent = super()._finish
+        await self._until_recorded(job, lambda: parent(job, status, result=result, error=error))
+
+    async def _retry(self, job: Job, error: str | None) -> None:
+        parent = super()._retry
+        await self._until_recorded(job, lambda: parent(job, error))
+
+    async def schedule(self, lock: int = 1) -> list[str]:
+        try:
+            return await super().schedule(lock)
+        except (RedisError, OSError) as error:  # the dequeue says so; no traceback here
+            logger.debug("queue: scheduled jobs not moved: %s", error)
+            return []
+
+    async def write_worker_info(self, worker_id: str, info: Any, ttl: int) -> None:
+        try:
+            await super().write_worker_info(worker_id, info, ttl)
+        except (RedisError, OSError) as error:
+            logger.debug("queue: worker info not written: %s", error)
 
     async def check(self) -> None:
         """Raise `QueueUnavailableError` unless Redis answers a ``PING``."""
@@ -326,7 +473,25 @@ class _DownloadQueue(RedisQueue):
 
 def _open(queue_url: str, name: str) -> _DownloadQueue:
     _check_queue_url(queue_url)
-    return _DownloadQueue(aioredis.from_url(queue_url), name=name)
+    try:
+        redis = aioredis.from_url(queue_url)
+    except ValueError:
+        raise ConfigurationError(f"queue_url {MALFORMED_QUEUE_URL}") from None
+    return _DownloadQueue(redis, name=name)
+
+
+def _check_dest(dest: str, *, what: str) -> None:
+    """Refuse an ``s3://`` destination that names no bucket (a folder is the worker's
+    to check, on its own machine).
+
+    Raises:
+        InvalidArgumentError: not ``s3://bucket/prefix``.
+    """
+    if is_s3_url(dest):
+        try:
+            parse_s3_url(dest)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"{what}: {exc}") from None
 
 
 def _job_options(options: Mapping[str, Any], *, role: str) -> dict[str, Any]:
@@ -378,8 +543,9 @@ async def enqueue_requests(
 
     Raises:
         InvalidRequestIdError: an id is malformed (nothing is sent).
-        InvalidArgumentError: an option is unknown or refused (nothing is sent).
-        ConfigurationError: ``queue_url`` is not a Redis URL.
+        InvalidArgumentError: an option is unknown or refused, or ``dest`` is an
+            ``s3://`` URL without a bucket (nothing is sent).
+        ConfigurationError: ``queue_url`` is not a Redis URL, or a malformed one.
         QueueUnavailableError: Redis cannot be reached.
     """
     ids: list[str] = []
@@ -394,6 +560,8 @@ async def enqueue_requests(
             f" and {retries}"
         )
     where = None if dest is None else os.fspath(dest)
+    if where is not None:
+        _check_dest(where, what="dest")
     queue = _open(queue_url, name)
     new: dict[str, bool] = {}
     refused: list[BaseException] = []
@@ -436,7 +604,7 @@ async def queue_status(queue_url: str, *, name: str = DEFAULT_QUEUE) -> QueueSta
     """Count the jobs of a queue by state (one scan of its job records for done/failed).
 
     Raises:
-        ConfigurationError: ``queue_url`` is not a Redis URL.
+        ConfigurationError: ``queue_url`` is not a Redis URL, or a malformed one.
         QueueUnavailableError: Redis cannot be reached.
     """
     queue = _open(queue_url, name)
@@ -462,6 +630,62 @@ async def queue_status(queue_url: str, *, name: str = DEFAULT_QUEUE) -> QueueSta
         failed=failed,
         workers=len(info["workers"]),
     )
+
+
+class _Hold:
+    """A run's hold on its job in Redis: one run of a job at a time, on any worker.
+
+    SAQ delivers a job at least once: a job handed back by a sweep, or pushed twice, can
+    run on two workers at the same time. Into a folder the second run waits on the
+    folder's lock; a bucket has none, and both runs fetched every clip. The second run now
+    waits here (its heartbeat still beating) until the first ends, then finds the clips
+    there. The hold lasts the job's heartbeat timeout and is renewed with each beat: a
+    worker that dies lets it go as its job is deemed dead. A Redis that cannot say runs
+    the job anyway (a clip fetched twice is better than a job held back).
+    """
+
+    def __init__(self, queue: _DownloadQueue, job: Job) -> None:
+        self.queue = queue
+        self.job_key = job.key
+        self.token = uuid.uuid4().hex
+        self.ttl_ms = int(1000 * (job.heartbeat or HOLD))
+        self.held = False
+
+    async def take(self) -> None:
+        told = False
+        while True:
+            try:
+                self.held = await self.queue.hold(self.job_key, self.token, self.ttl_ms)
+            except (RedisError, OSError) as error:
+                logger.warning(
+                    "queue: cannot tell whether job %s runs elsewhere (%s); running it",
+                    self.job_key,
+                    error,
+                )
+                return
+            if self.held:
+                return
+            if not told:
+                logger.warning(
+                    "queue: job %s is running on another worker; waiting for it to end",
+                    self.job_key,
+                )
+                told = True
+            await anyio.sleep(HOLD_POLL)
+
+    async def renew(self) -> None:
+        if self.held and not await self.queue.renew(self.job_key, self.token, self.ttl_ms):
+            self.held = False
+            logger.warning("queue: job %s lost its hold (its heartbeats stopped)", self.job_key)
+
+    async def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        try:
+            await self.queue.release(self.job_key, self.token)
+        except (RedisError, OSError) as error:  # it lapses with its timeout
+            logger.debug("queue: the hold of job %s not given up: %s", self.job_key, error)
 
 
 class _Worker:
@@ -490,7 +714,12 @@ class _Worker:
         queue = ctx["worker"].queue
         if isinstance(queue, _DownloadQueue):
             await queue.check()  # a worker without its queue stops at once
-        ctx[_CLIENT] = self.client if self.make_client is None else self.make_client()
+        client = self.client if self.make_client is None else self.make_client()
+        ctx[_CLIENT] = client
+        if client is not None and is_s3_url(self.dest):
+            # a worker that cannot write its bucket stops too, before it takes a job
+            # (no API call: the bucket is only looked at)
+            await client.plan_downloads([], self.dest)
 
     async def shutdown(self, ctx: dict[str, Any]) -> None:
         client = ctx.pop(_CLIENT, None)
@@ -530,19 +759,29 @@ class _Worker:
             raise
         except (SsembleError, OSError) as error:
             judgement = judge_error(error)
+        except Exception as error:  # a bug: tried again later like any passing cause,
+            # never at once by SAQ (that would spend every attempt within a second)
+            detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            logger.debug("queue: job %s raised", job.key, exc_info=error)
+            judgement = Judgement(verdict=Verdict.RETRY, reason=f"unexpected {detail}")
         return await self._settle(ctx, job, client, request_id, judgement)
 
     async def _download(
         self, job: Job, client: Client, request_id: str, target: str, chosen: dict[str, Any]
     ) -> DownloadReport:
-        """Download with a heartbeat beside it (the job's progress goes with each beat)."""
+        """Download with a heartbeat beside it (the job's progress goes with each beat),
+        once no other run of the same job is under way (see `_Hold`)."""
         streams: list[DownloadStream] = []
         failure: BaseException | None = None
         report = DownloadReport()
+        queue = job.get_queue()
+        hold = _Hold(queue, job) if isinstance(queue, _DownloadQueue) else None
         async with anyio.create_task_group() as group:
-            if job.heartbeat > 0:
-                group.start_soon(self._beat, job, streams)
+            if job.heartbeat > 0 or hold is not None:
+                group.start_soon(self._beat, job, streams, hold)
             try:
+                if hold is not None:
+                    await hold.take()
                 async with client.stream_downloads(
                     [request_id],
                     target,
@@ -556,14 +795,18 @@ class _Worker:
                 report = stream.report()
             except Exception as error:  # re-raised below, outside the group
                 failure = error
+            finally:
+                if hold is not None:
+                    with anyio.CancelScope(shield=True):
+                        await hold.release()
             group.cancel_scope.cancel()
         if failure is not None:
             raise failure
         return report
 
     @staticmethod
-    async def _beat(job: Job, streams: list[DownloadStream]) -> None:
-        every = job.heartbeat / 3
+    async def _beat(job: Job, streams: list[DownloadStream], hold: _Hold | None) -> None:
+        every = (job.heartbeat or HOLD) / 3
         told = False
         while True:
             progress = 0.0
@@ -572,7 +815,10 @@ class _Worker:
                 if stats.bytes_expected:
                     progress = min(1.0, stats.bytes_done / stats.bytes_expected)
             try:
-                await job.update(progress=progress)
+                if job.heartbeat > 0:
+                    await job.update(progress=progress)
+                if hold is not None:
+                    await hold.renew()
                 told = False
             except (RedisError, OSError) as error:
                 if not told:
@@ -667,7 +913,8 @@ def worker_settings(
     ``saq.Worker(**settings)`` yourself, or run ``ssemble worker``. Each worker process
     makes one [`Client`][ssemble_async.Client] at start-up (closed at shutdown) whose quota
     policy never waits: a job the quota holds back is scheduled again instead of holding a
-    slot.
+    slot. Start-up fails (before any job is taken) when the queue's Redis cannot be
+    reached, or ``dest`` is a bucket that cannot be used.
 
     Args:
         queue_url: the Redis of the queue (as for
@@ -701,10 +948,16 @@ def worker_settings(
         runs them next).
 
     Raises:
-        InvalidArgumentError: an option is unknown or refused.
-        ConfigurationError: ``queue_url`` is not a Redis URL.
+        InvalidArgumentError: an option is unknown or refused, or ``dest`` is an
+            ``s3://`` URL without a bucket.
+        ConfigurationError: ``queue_url`` is not a Redis URL, or a malformed one; ``dest``
+            is ``s3://...`` and the s3 extra is not installed.
     """
     options = _job_options({"recompile_wait": 0.0, **download_options}, role="a worker")
+    where = os.fspath(dest)
+    _check_dest(where, what="dest")
+    if is_s3_url(where):
+        require_s3_extra(f"dest {where}")
     logging.getLogger("saq").addFilter(_QUIET)  # (once: a logger keeps one of each filter)
     for what, value in (
         ("concurrency", concurrency),
@@ -723,7 +976,7 @@ def worker_settings(
         )
 
     worker = _Worker(
-        dest=os.fspath(dest),
+        dest=where,
         make_client=None if client is not None else make_client,
         client=client,
         poll=poll or PollPolicy(),

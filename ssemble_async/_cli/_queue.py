@@ -7,6 +7,7 @@ printed, not even in an error.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ from ssemble_async._cli._app import _api_key, _check_output, _client, _collect_i
 from ssemble_async._cli._output import NoticeHandler, Output, notices
 from ssemble_async._cli._parser import EXIT_OK, PROG, CommandError, UsageError
 from ssemble_async._client import validate_request_id
+from ssemble_async._errors import ConfigurationError
+from ssemble_async._s3 import INSTALL_HINT, is_s3_url, parse_s3_url
 
 if TYPE_CHECKING:
     from ssemble_async.distributed import JobOutcome
@@ -60,10 +63,36 @@ def _check_extra(command: str) -> None:
         ) from None
 
 
+def _check_parsed(url: str, args: argparse.Namespace) -> None:
+    """A usage error when the queue URL cannot be parsed (never repeated: a password)."""
+    from ssemble_async.distributed import (  # noqa: PLC0415 - an extra
+        MALFORMED_QUEUE_URL,
+        _check_queue_url,
+    )
+
+    try:
+        _check_queue_url(url)
+    except ConfigurationError:
+        flag = "--queue" if args.queue is not None else "SSEMBLE_QUEUE_URL"
+        raise UsageError(f"{flag} {MALFORMED_QUEUE_URL}") from None
+
+
+def _check_s3_dest(dest: str, flag: str, *, local: bool) -> None:
+    """A usage error for an ``s3://`` destination without a bucket (``local``: this
+    machine writes there, so the s3 extra must be installed here)."""
+    try:
+        parse_s3_url(dest)
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
+    if local and importlib.util.find_spec("aiobotocore") is None:
+        raise UsageError(f"{flag} {dest}: {INSTALL_HINT}")
+
+
 async def run_queue_command(args: argparse.Namespace, out: Output) -> int:
     """Run ``enqueue``, ``worker`` or ``queue-status``."""
     url = _queue_url(args)
     _check_extra(args.command)
+    _check_parsed(url, args)
     from ssemble_async.distributed import QueueUnavailableError  # noqa: PLC0415 - an extra
 
     try:
@@ -82,6 +111,8 @@ async def run_queue_command(args: argparse.Namespace, out: Output) -> int:
 async def _enqueue(url: str, args: argparse.Namespace, out: Output) -> int:
     from ssemble_async.distributed import enqueue_requests  # noqa: PLC0415 - an extra
 
+    if args.dest is not None and is_s3_url(args.dest):
+        _check_s3_dest(args.dest, "--dest", local=False)  # the workers write there
     ids = [validate_request_id(rid) for rid in _collect_ids(args)]
     choice = {"top": args.top, "min_score": args.min_score, "name": args.name}
     result = await enqueue_requests(
@@ -140,7 +171,9 @@ async def _work(url: str, args: argparse.Namespace, out: Output) -> int:
 
     from ssemble_async.distributed import DEFAULT_QUEUE, worker_settings  # noqa: PLC0415
 
-    if "://" not in args.output:  # a folder here (a URL is the download's to check)
+    if is_s3_url(args.output):
+        _check_s3_dest(args.output, "-o", local=True)
+    else:  # a folder, as for ssemble download
         _check_output(Path(args.output))
 
     def report(outcome: JobOutcome) -> None:
@@ -165,6 +198,8 @@ async def _work(url: str, args: argparse.Namespace, out: Output) -> int:
         )
         worker = Worker(**settings)
         await settings["queue"].check()
+        if is_s3_url(args.output):  # the bucket can be used (no API call), before any job
+            await client.plan_downloads([], args.output)
         if not out.quiet and not out.as_json:
             notices.say(
                 f"worker on queue {DEFAULT_QUEUE}: {args.concurrency} request(s) at"
