@@ -36,10 +36,11 @@ from ssemble_async._pipeline import (
     RequestReader,
     RequestRef,
     _RequestContext,
+    chosen_outcomes,
     finished_on_disk,
     request_key,
 )
-from ssemble_async._plan import safe_name, select_clips
+from ssemble_async._plan import safe_name
 from ssemble_async._transfer import open_download_session
 
 __all__ = ["plan_clip", "plan_downloads"]
@@ -178,8 +179,7 @@ def _present(
     outcomes = finished_on_disk(directory)
     if outcomes is None:
         return None
-    by_score = sorted(outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0)))
-    chosen = select_clips(by_score, top=options.top, min_score=options.min_score)
+    chosen = chosen_outcomes(outcomes, options, by_score=True)
     return [
         PlannedClip(
             request_id=outcome.request_id or request_id,

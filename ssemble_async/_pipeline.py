@@ -556,21 +556,18 @@ class _Pipeline:
             if finished is None:
                 rest.append(item)
                 continue
-            outcomes = finished
-            if self.options.top is not None or self.options.min_score is not None:
-                by_score = sorted(
-                    outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0))
-                )
-                outcomes = select_clips(
-                    by_score, top=self.options.top, min_score=self.options.min_score
-                )
-            self.tracker.requests_pending -= 1
-            self.tracker.clips_known += len(outcomes)
-            for outcome in outcomes:
-                self.tracker.count(outcome.state)
-                self.tracker.bytes_finished += outcome.size
-                await self.outcomes.send(outcome)
+            await self.report_finished(finished)
         return rest
+
+    async def report_finished(self, outcomes: list[ClipOutcome]) -> None:
+        """Report a request found finished at its destination (the chosen clips of it)."""
+        outcomes = chosen_outcomes(outcomes, self.options)
+        self.tracker.requests_pending -= 1
+        self.tracker.clips_known += len(outcomes)
+        for outcome in outcomes:
+            self.tracker.count(outcome.state)
+            self.tracker.bytes_finished += outcome.size
+            await self.outcomes.send(outcome)
 
     def context(self, request: ShortsRequest) -> _RequestContext:
         context = _RequestContext(self.reader, request, self.root, self.options)
@@ -870,6 +867,18 @@ class _Pipeline:
             message=message,
             error=exc,
         )
+
+
+def chosen_outcomes(
+    outcomes: list[ClipOutcome], options: DownloadOptions, *, by_score: bool = False
+) -> list[ClipOutcome]:
+    """The outcomes of a finished request that ``top`` / ``min_score`` choose (all without),
+    highest score first when choosing or asked ``by_score`` (else in their order)."""
+    choosing = options.top is not None or options.min_score is not None
+    if not choosing and not by_score:
+        return outcomes
+    ordered = sorted(outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0)))
+    return select_clips(ordered, top=options.top, min_score=options.min_score)
 
 
 def finished_on_disk(directory: Path) -> list[ClipOutcome] | None:

@@ -82,6 +82,7 @@ from ssemble_async._pipeline import (
     _Pipeline,
     _RequestContext,
     _Tracker,
+    chosen_outcomes,
     request_key,
     run_pipeline,
 )
@@ -89,7 +90,6 @@ from ssemble_async._plan import (
     is_clip_content_type,
     looks_like_mp4,
     parse_content_range,
-    select_clips,
 )
 from ssemble_async._s3 import (
     PART_SIZE,
@@ -941,19 +941,7 @@ class _S3Pipeline(_Pipeline):
             if outcomes is None:
                 rest.append(item)
                 continue
-            if self.options.top is not None or self.options.min_score is not None:
-                by_score = sorted(
-                    outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0))
-                )
-                outcomes = select_clips(
-                    by_score, top=self.options.top, min_score=self.options.min_score
-                )
-            self.tracker.requests_pending -= 1
-            self.tracker.clips_known += len(outcomes)
-            for outcome in outcomes:
-                self.tracker.count(outcome.state)
-                self.tracker.bytes_finished += outcome.size
-                await self.outcomes.send(outcome)
+            await self.report_finished(outcomes)
         return rest
 
     # -- transfers ----------------------------------------------------------------------
@@ -1173,7 +1161,6 @@ async def plan_s3_downloads(
 
 def _planned_present(outcomes: list[ClipOutcome], options: DownloadOptions) -> list[PlannedClip]:
     """The plan of a request whose every clip is in the bucket (after ``top`` / ``min_score``)."""
-    by_score = sorted(outcomes, key=lambda o: (o.viral_score is None, -(o.viral_score or 0.0)))
     return [
         PlannedClip(
             request_id=outcome.request_id,
@@ -1189,7 +1176,7 @@ def _planned_present(outcomes: list[ClipOutcome], options: DownloadOptions) -> l
             title=outcome.title,
             viral_score=outcome.viral_score,
         )
-        for outcome in select_clips(by_score, top=options.top, min_score=options.min_score)
+        for outcome in chosen_outcomes(outcomes, options, by_score=True)
     ]
 
 
