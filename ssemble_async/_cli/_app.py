@@ -52,7 +52,9 @@ from ssemble_async._cli._output import (
     _shown_path,
     _size,
     download_with_display,
+    fitted,
     notices,
+    request_error_line,
 )
 from ssemble_async._cli._parser import (
     EXIT_FAILED,
@@ -72,12 +74,14 @@ from ssemble_async._errors import (
     HINT_NOT_FOUND,
     HINT_WRONG_BASE_URL,
     APIStatusError,
+    AuthenticationError,
     ConfigurationError,
     InvalidArgumentError,
     InvalidRequestIdError,
     NotFoundError,
     RateLimitError,
     RequestNotReadyError,
+    ResponseValidationError,
     SsembleError,
     WaitTimeoutError,
     with_hint,
@@ -292,35 +296,31 @@ def show_plan(plan: DownloadPlan, dest: str | Path, out: Output, *, waits: bool)
             table = Table(title="Dry run: nothing is written", title_justify="left")
             for column in ("action", "score", "title", "to fetch"):
                 table.add_column(column, justify="right" if column != "title" else "left")
-            _text_column(table, "file")
+            table.add_column("file", overflow="fold")
+            rows = []
             for clip in plan.clips:
                 fetch = "?" if clip.to_fetch is None else _size(clip.to_fetch)
-                table.add_row(
-                    clip.action.value,
-                    _score(clip.viral_score),
-                    clip.title,
-                    fetch if clip.action in _FETCHED else "",
-                    clip.url or _shown_path(clip.path),
-                )
-            out.print(table)
+                fetch = fetch if clip.action in _FETCHED else ""
+                where = clip.url or _shown_path(clip.path)
+                score = _score(clip.viral_score)
+                table.add_row(clip.action.value, score, clip.title, fetch, where)
+                head = (f"{clip.action.value:>8}", f"{score:>5}", fetch, clip.title)
+                rows.append(("  ".join(part for part in head if part), where))
+            out.print(fitted(out.console, table, rows))
         out.print(plan_summary(plan, dest))
     for rid, error in plan.request_errors.items():
         if rid in waited:
             notices.say(f"request {rid} is not done yet: the download would wait for it")
             continue
-        line = out.describe_error(error)
-        if isinstance(error, RequestNotReadyError):
-            line = f"not_ready: {line}"
-        elif rid not in line:
-            line = f"request {rid}: {line}"
-        print(f"{PROG}: {line}", file=sys.stderr)
+        print(f"{PROG}: {request_error_line(rid, error, out)}", file=sys.stderr)
     return EXIT_OK if len(waited) == len(plan.request_errors) else EXIT_FAILED
 
 
 def _collect_ids(args: argparse.Namespace) -> list[str]:
     ids: list[str] = list(args.ids)
     if args.input == "-":
-        ids.extend(_ids_in(sys.stdin.read()))
+        read: list[str] | None = getattr(args, "stdin_ids", None)  # see _read_terminal()
+        ids.extend(_ids_in(sys.stdin.read()) if read is None else read)
     elif args.input is not None:
         try:
             text = Path(args.input).read_text(encoding="utf-8")
@@ -372,12 +372,19 @@ def _status_line(status: RequestStatus) -> str:
     return f"{status.request_id}: {status.status_raw}{progress}{step}{message}{reason}"
 
 
-async def run_get(client: Client, args: argparse.Namespace, out: Output) -> int:
-    request = await client.get_shorts(args.id)
+def _show_request(request: ShortsRequest, out: Output) -> None:
+    """A request as JSON, its clip ids best first (``-q``), or its table."""
     if out.as_json:
         out.json(request)
+    elif out.quiet:
+        for short in request.shorts_by_score():
+            out.result(short.id)
     else:
         out.print(_request_table(request))
+
+
+async def run_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    _show_request(await client.get_shorts(args.id), out)
     return EXIT_OK
 
 
@@ -385,6 +392,8 @@ async def run_status(client: Client, args: argparse.Namespace, out: Output) -> i
     status = await client.get_status(args.id)
     if out.as_json:
         out.json(status)
+    elif out.quiet:
+        out.result(status.status_raw)
     else:
         out.print(_status_line(status))
     return EXIT_OK
@@ -412,10 +421,7 @@ async def wait_with_progress(
 
 async def run_wait(client: Client, args: argparse.Namespace, out: Output) -> int:
     request = await wait_with_progress(client, args.id, args.timeout, out)
-    if out.as_json:
-        out.json(request)
-    else:
-        out.print(_request_table(request))
+    _show_request(request, out)
     return EXIT_OK
 
 
@@ -512,6 +518,10 @@ async def run_templates(client: Client, args: argparse.Namespace, out: Output) -
     if out.as_json:
         out.json(templates)
         return EXIT_OK
+    if out.quiet:  # the ids --template-id takes
+        for template in templates:
+            out.result(template.template_id)
+        return EXIT_OK
     table = Table(title="Caption templates")
     for column in ("template id", "name", "display name", "default"):
         table.add_column(column)
@@ -534,6 +544,10 @@ def _asset_command(kind: str) -> Callable[[Client, argparse.Namespace, Output], 
             items = [item async for item in client.list_meme_hooks(page_size=100)]
         if out.as_json:
             out.json(items)
+            return EXIT_OK
+        if out.quiet:  # the names --music-name and the like take
+            for item in items:
+                out.result(item.name)
             return EXIT_OK
         table = Table(title=f"{len(items)} {kind.replace('-', ' ')}")
         table.add_column("name")
@@ -1016,6 +1030,12 @@ _CLI_HINTS: Mapping[str, str] = {
     " SSEMBLE_BASE_URL) does not point at the API; it ends in /api/v1.",
 }
 
+#: An answer that is not JSON at all: a web page (a site or a proxy), not the API.
+_NOT_JSON_HINT = (
+    "The answer is a page, not the API's: --base-url (or SSEMBLE_BASE_URL) may point at a"
+    " web site or a proxy instead of the API; it ends in /api/v1."
+)
+
 #: What the library says in its own terms (keywords, methods), and what a CLI user reads.
 _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     ("as returned by create_short", "as ssemble create prints it"),
@@ -1065,6 +1085,8 @@ def _error_line(error: BaseException, args: argparse.Namespace | None = None) ->
             f" {again}"
         )
     text = str(error)
+    if isinstance(error, ResponseValidationError) and "is not JSON" in text:
+        return with_hint(text, _NOT_JSON_HINT)
     for library, cli in _CLI_PHRASES:
         text = text.replace(library, cli)
     if isinstance(error, InvalidArgumentError) and not isinstance(error, InvalidRequestIdError):
@@ -1112,9 +1134,21 @@ def _check_s3_output(args: argparse.Namespace) -> None:
         raise UsageError(f"-o {args.output}: {INSTALL_HINT}")
 
 
+def _check_fake_key(key: str | None) -> None:
+    """Refuse a key for the fake that its ``export`` line would not paste whole into a
+    shell (a space, a quote, ``$(...)``)."""
+    if key is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,256}", key):
+        raise UsageError(
+            f"argument --api-key: {key!r} is not a key the export line can print: use"
+            " letters, digits, . _ and - only (e.g. sk_ssemble_test)"
+        )
+
+
 def _check_before_calls(args: argparse.Namespace) -> None:
     """What the command line can refuse before any call: the output folder, the ids."""
     output = getattr(args, "output", None)
+    if output is not None and not output.strip():
+        raise UsageError("-o is empty: give a folder (. for the current one)")
     if output is not None and is_s3_url(output):
         _check_s3_output(args)
     elif output is not None:
@@ -1135,10 +1169,13 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         )
 
         if offline == "demo":
+            if not args.output.strip():
+                raise UsageError("-o is empty: give a folder (. for the current one)")
             _check_output(Path(args.output))
             if args.webhooks:
                 return await run_webhook_demo(Path(args.output), out)
             return await run_demo(Path(args.output), out)
+        _check_fake_key(getattr(args, "api_key", None))
         return await run_fake_server(args, out)
     if args.command == "auth":
         return await _run_auth(args, out)
@@ -1146,7 +1183,6 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         from ssemble_async._cli._queue import run_queue_command  # noqa: PLC0415 - an extra
 
         return await run_queue_command(args, out)
-    _check_before_calls(args)
     return await _with_client(args, out, _command(args.command), _api_key(args))
 
 
@@ -1176,10 +1212,16 @@ async def _run_auth(args: argparse.Namespace, out: Output) -> int:
         return show_key(args.api_key, **shown)
     if args.auth_command == "logout":
         return forget_key(**shown)
-    key = read_new_key(args.api_key, sys.stdin)
+    key: str = args.new_key  # read before the event loop: see _read_terminal()
     if args.verify:
         try:
             await _with_client(args, out, _verify_key, key)
+        except AuthenticationError as error:  # the key typed, not the one in use
+            raise CommandError(
+                f"the key was not saved: the API refused the key typed ({error.problem});"
+                " check that it was copied whole: keys start with sk_ssemble_ and are made"
+                " at https://app.ssemble.com/api-keys"
+            ) from error
         except SsembleError as error:
             raise CommandError(f"the key was not saved: {_error_line(error, args)}") from error
     return store_new_key(key, verified=args.verify, **shown)
@@ -1278,6 +1320,7 @@ _INTERRUPTED = {
     "enqueue": "interrupted; some ids may be queued already: run the same command again (an id"
     " is never queued twice)",
     "worker": "interrupted; its jobs go back to the queue after their heartbeat timeout",
+    "auth": "interrupted; nothing was saved or removed",
 }
 
 
@@ -1294,6 +1337,23 @@ def _leaf(error: BaseException) -> BaseException:
         error = interrupts[0] if interrupts else members[0]
 
 
+def _read_terminal(args: argparse.Namespace) -> None:
+    """What is read from the terminal (or stdin) is read here, before the event loop runs:
+    there the first Ctrl-C only cancels the loop's task, which a blocking read never sees
+    (a prompt would ignore it). The checks made before any call come first."""
+    if args.command == "auth" and args.auth_command == "login":
+        args.new_key = read_new_key(args.api_key, sys.stdin)
+    elif args.command == "enqueue" and args.input == "-":
+        args.stdin_ids = _ids_in(sys.stdin.read())
+    elif getattr(args, "offline", None) is None and args.command not in (
+        "auth",
+        "enqueue",
+        "worker",
+        "queue-status",
+    ):
+        _check_before_calls(args)
+
+
 def _main(args: argparse.Namespace, out: Output) -> int:
     """Run the command; map every way it can end to one line and an exit code.
 
@@ -1301,6 +1361,7 @@ def _main(args: argparse.Namespace, out: Output) -> int:
     disk); 2 a command line that cannot be run (found before any call); 130 Ctrl-C.
     """
     try:
+        _read_terminal(args)
         return asyncio.run(_run(args, out))
     except BaseException as raised:  # every ending gets its exit code
         error = _leaf(raised)
@@ -1310,6 +1371,9 @@ def _main(args: argparse.Namespace, out: Output) -> int:
             if getattr(args, "offline", None) == "fake-server":
                 return EXIT_OK  # Ctrl-C is how a server is stopped
             told = _INTERRUPTED.get(args.command, "interrupted")
+            at_prompt = args.command == "auth" and not hasattr(args, "new_key")
+            if at_prompt and args.auth_command == "login" and sys.stdin.isatty():
+                print(file=sys.stderr)  # below the prompt that Ctrl-C cut short
             print(f"{PROG}: {told}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if args.debug:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -112,23 +113,61 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def fitted(console: Console, table: Table, rows: Sequence[tuple[str, str]]) -> RenderableType:
+    """``table`` when it fits the console; else one entry per row of it, for a narrow
+    terminal: a line of its figures and title (cut to the width), then its file alone on
+    the next line, whole whenever the width allows (a table would fold the path mid-id, or
+    cut it, and a path is what people copy).
+
+    ``rows``: per row of the table, the first line's text and the file ("" for none).
+    """
+    unbounded = console.options.update_width(100_000)  # the width the table asks for
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        return table
+    lines: list[Text] = []
+    if table.title is not None:
+        lines.append(Text(str(table.title), style="table.title", no_wrap=True))
+    for head, where in rows:
+        lines.append(Text(head, no_wrap=True, overflow="ellipsis"))
+        if where:
+            lines.append(Text(f"    {where}", overflow="fold"))
+    return Group(*lines)
+
+
 def summary_table(report: DownloadReport) -> Table:
     """The end-of-download table: one row per clip, best first."""
     table = Table(title="Clips", title_justify="left")
     for column in ("score", "title", "state", "size"):
         table.add_column(column, justify="right" if column in ("score", "size") else "left")
     table.add_column("file", overflow="fold")
+    for score, title, detail, size, where in _summary_rows(report):
+        table.add_row(score, title, detail, size, where)
+    return table
+
+
+def _summary_rows(report: DownloadReport) -> list[tuple[str, str, str, str, str]]:
+    """(score, title, state, size, file) of each clip, best first."""
     ordered = sorted(report.outcomes, key=lambda o: -(o.viral_score or 0.0))
-    for o in ordered:
-        detail = o.state.value if not o.message else f"{o.state.value}: {o.message}"
-        table.add_row(
+    return [
+        (
             _score(o.viral_score),
             o.title,
-            detail,
+            o.state.value if not o.message else f"{o.state.value}: {o.message}",
             _size(o.size) if o.size else "",
             (o.url or _shown_path(o.path)) if o.size else "",
         )
-    return table
+        for o in ordered
+    ]
+
+
+def summary(report: DownloadReport, console: Console) -> RenderableType:
+    """The end-of-download summary: `summary_table`, or its rows one by one when the
+    table does not fit (`fitted`)."""
+    rows = [
+        ("  ".join(part for part in (f"{score:>5}", state, size, title) if part), where)
+        for score, title, state, size, where in _summary_rows(report)
+    ]
+    return fitted(console, summary_table(report), rows)
 
 
 def _shown_path(path: Path | None) -> str:
@@ -155,6 +194,8 @@ def counts_line(stats: DownloadStats) -> str:
     ]
     parts = [f"downloaded {states.get(ClipState.DOWNLOADED, 0)}"]
     parts += [f"{name} {count}" for name, count in counts if count]
+    if pending := stats.requests_pending:  # a request being read, or waited for (--wait)
+        parts.append(f"waiting for {pending} request{'s' * (pending != 1)}")
     return " · ".join(parts)
 
 
@@ -407,6 +448,15 @@ async def _announce_busy_folders(stream: DownloadStream) -> None:
         await anyio.sleep(0.2)
 
 
+def request_error_line(rid: str, error: BaseException, out: Output) -> str:
+    """The line of a request a download could not read: ``not_ready: ...`` for one not done
+    yet, else ``error: ...`` like every other error (naming the request)."""
+    line = out.describe_error(error)
+    if isinstance(error, RequestNotReadyError):
+        return f"not_ready: {line}"
+    return f"error: {line}" if rid in line else f"error: request {rid}: {line}"
+
+
 def _finish_download(
     report: DownloadReport, stats: DownloadStats, out: Output, elapsed: float
 ) -> int:
@@ -414,7 +464,7 @@ def _finish_download(
         out.json(report_as_data(report, out.describe_error))
     else:
         if report.outcomes:
-            out.print(summary_table(report))
+            out.print(summary(report, out.console))
         quota_errors = {
             rid: error
             for rid, error in report.request_errors.items()
@@ -423,12 +473,7 @@ def _finish_download(
         for rid, error in report.request_errors.items():
             if rid in quota_errors:
                 continue
-            line = out.describe_error(error)
-            if isinstance(error, RequestNotReadyError):
-                line = f"not_ready: {line}"
-            elif rid not in line:
-                line = f"request {rid}: {line}"
-            print(f"{PROG}: {line}", file=sys.stderr)
+            print(f"{PROG}: {request_error_line(rid, error, out)}", file=sys.stderr)
         if quota_errors:  # one line for all of them: they share one cause and one remedy
             rid, error = next(iter(quota_errors.items()))
             which = f"request {rid}" if len(quota_errors) == 1 else f"{len(quota_errors)} requests"

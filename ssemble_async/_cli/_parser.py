@@ -10,7 +10,7 @@ import argparse
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ssemble_async._ids import is_hex24
@@ -19,6 +19,8 @@ from ssemble_async._naming import NAME_FIELDS, check_name_template
 PROG = "ssemble"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MiB = 1024 * 1024
+#: The most transfers (or requests) at once: each is a task and a connection, made up front.
+MAX_CONCURRENCY = 1000
 
 
 class UsageError(Exception):
@@ -56,7 +58,11 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool, api: bool =
         "--json", action="store_true", default=flag_default, help="machine output on stdout"
     )
     group.add_argument(
-        "--quiet", "-q", action="store_true", default=flag_default, help="no progress, no tables"
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=flag_default,
+        help="only the essential result, one per line (ids, file paths); no progress or tables",
     )
     group.add_argument(
         "--debug", action="store_true", default=flag_default, help="debug logs and tracebacks"
@@ -127,6 +133,20 @@ class _Parser(argparse.ArgumentParser):
         what = "commands" if self.prog == PROG else "options"
         _fail(f"{message} ({self.prog} --help lists the {what})", EXIT_USAGE)
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but an unknown option is told with the help of the command it
+        follows (``ssemble quota --help``), not the list of commands."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            path = [getattr(parsed, name, None) for name in ("command", "auth_command")]
+            where = " ".join([self.prog, *(part for part in path if isinstance(part, str))])
+            what = "commands" if where == PROG else "options"
+            unknown = f"unrecognized arguments: {' '.join(extras)}"
+            _fail(f"{unknown} ({where} --help lists the {what})", EXIT_USAGE)
+        return parsed
+
 
 def _port(text: str) -> int:
     try:
@@ -146,9 +166,14 @@ def _url_path(text: str) -> str:
     return text
 
 
-def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``minimum`` (to ``maximum``)."""
+def _whole(
+    minimum: int, maximum: int | None = None, *, cap: int | None = None
+) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` (to ``maximum``; or to ``cap``, a
+    bound against typing mistakes rather than a range to choose from)."""
     wanted = f"{minimum} or more" if maximum is None else f"{minimum} to {maximum}"
+    if cap is not None:
+        wanted, maximum = f"{minimum} or more (at most {cap})", cap
 
     def whole(text: str) -> int:
         try:
@@ -362,7 +387,10 @@ def _add_queue_commands(command: Callable[..., argparse.ArgumentParser]) -> None
     queue_option(worker)
     worker.add_argument("--output", "-o", default=".", metavar="DIR", help="default: .")
     worker.add_argument(
-        "--concurrency", type=_whole(1), default=4, help="requests at once (default: 4)"
+        "--concurrency",
+        type=_whole(1, cap=MAX_CONCURRENCY),
+        default=4,
+        help=f"requests at once, 1 or more (at most {MAX_CONCURRENCY}; default: 4)",
     )
     worker.add_argument(
         "--sweep-interval",
@@ -427,7 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_s3_endpoint(download)
     download.add_argument(
-        "--concurrency", type=_whole(1), default=8, help="transfers at once (default: 8)"
+        "--concurrency",
+        type=_whole(1, cap=MAX_CONCURRENCY),
+        default=8,
+        help=f"transfers at once, 1 or more (at most {MAX_CONCURRENCY}; default: 8)",
     )
     download.add_argument(
         "--chunk-size",
@@ -476,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_name_template,
         metavar="TEMPLATE",
         help="file names from a template instead of the clip id, e.g. '{score:03.0f}-{title}';"
-        f" fields: {', '.join(NAME_FIELDS)}. Made safe (other characters than letters,"
-        " digits, . _ - become _) and unique; sidecar and manifest keep the clip id;"
+        f" fields: {', '.join(NAME_FIELDS)}. Made safe (other characters than ASCII"
+        " letters, digits, . _ - become _) and unique; sidecar and manifest keep the clip id;"
         " a complete file keeps the name it was first given",
     )
     download.add_argument(
@@ -694,8 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument(
         "--api-key",
         default=argparse.SUPPRESS,
-        help="the key the fake accepts (default: a new random sk_ssemble_ key; the export"
-        " line prints it)",
+        help="the key the fake accepts: letters, digits, . _ - (default: a new random"
+        " sk_ssemble_ key; the export line prints it)",
     )
     fake.set_defaults(offline="fake-server")
 

@@ -109,8 +109,8 @@ class Figures:
         total: ``known`` plus the unknown clips at the mean known size (an estimate when
             ``unknown``); None when some sizes are unknown and none is known.
         rate: bytes per second, None until the first second of data.
-        eta: seconds left at ``rate`` (``inf`` when nothing arrives); None while the rate
-            or the total is unknown.
+        eta: seconds left at ``rate`` (``inf`` when nothing arrives), 0 when nothing is
+            left; None while the rate or the total is unknown.
         active: transfers are running (a rate of 0 is a stall, not a wait).
     """
 
@@ -136,11 +136,16 @@ def figures(stats: DownloadStats, rate: float | None) -> Figures:
     total: int | None = known
     if unknown:
         total = round(known + unknown * known / sized_count) if sized_count else None
+    if not stats.clips_known and stats.requests_pending:
+        total = None  # no clip known yet: the total is not 0, it is still to be learnt
     done = stats.bytes_done
     eta: float | None = None
-    if total is not None and rate is not None:
+    if total is not None:
         left = max(0, total - done)
-        eta = 0.0 if not left else math.inf if rate <= 0 else left / rate
+        if not left:
+            eta = 0.0  # all in, whether or not a rate was measured (a run under a second)
+        elif rate is not None:
+            eta = math.inf if rate <= 0 else left / rate
     return Figures(
         done=done,
         known=known,
