@@ -1,4 +1,4 @@
-"""The first hour of a new user, tried by an adversary: each test failed before its fix."""
+"""The first hour of a new user, tried by an adversary: each test failed before its fix, a
 defect a new user met that the issue's own tests did not, driven as a subprocess (on a real
 pseudo-terminal of 80 columns where the terminal matters)."""
 
