@@ -27,6 +27,7 @@ __all__ = [
     "ClipSource",
     "FetchSettings",
     "fetch_clip",
+    "fetch_tries",
     "made_progress",
     "may_resume",
     "resume_state",
@@ -124,14 +125,8 @@ async def fetch_clip(
     on_sealed: Callable[[], None],
 ) -> None:
     """Fetch until ``part`` holds the whole, verified, flushed clip, and ``on_sealed`` (called
-    in the thread that flushed it: see `fetch_to_part()`) returned.
-
-    Resumes after drops, asks ``source`` for a fresh URL when the host refuses one (when
-    the request, read again, still gives the refused URL, or the URL comes from a re-read
-    that mended no refused URL, that URL is tried once more and the clip fails if it is
-    refused again: no further read), backs off between tries that made no progress, and
-    gives up after ``settings.retry.attempts`` such tries in a row or ``settings.max_tries``
-    in all.
+    in the thread that flushed it: see `fetch_to_part()`) returned: `fetch_tries()` with
+    each try streamed into ``part``.
 
     Raises:
         NotAClip: the host sent something that is not a clip (the bytes are wrong).
@@ -139,6 +134,46 @@ async def fetch_clip(
             ``part`` are good (``state.offset`` of them).
         SsembleError: a fresh URL was needed and reading the request failed.
         OSError: ``part`` could not be written (or ``on_sealed`` raised it).
+    """
+
+    async def one_try(url: str) -> None:
+        await fetch_to_part(
+            session,
+            url,
+            part,
+            state,
+            chunk_size=settings.chunk_size,
+            idle_timeout=settings.idle_timeout,
+            on_start=on_start,
+            on_bytes=on_bytes,
+            on_sealed=on_sealed,
+            connection=settings.connection,
+        )
+
+    await fetch_tries(source, clip_id, state, settings, one_try)
+
+
+async def fetch_tries(
+    source: ClipSource,
+    clip_id: str,
+    state: TransferState,
+    settings: FetchSettings,
+    one_try: Callable[[str], Awaitable[None]],
+) -> None:
+    """Call ``one_try(url)`` until it returns: the decisions between tries, for any
+    destination (a ``.part`` file, an upload).
+
+    Resumes after drops (``one_try`` keeps ``state.offset`` at the bytes kept), asks
+    ``source`` for a fresh URL when the host refuses one (when the request, read again,
+    still gives the refused URL, or the URL comes from a re-read that mended no refused URL,
+    that URL is tried once more and the clip fails if it is refused again: no further
+    read), backs off between tries that made no progress, and gives up after
+    ``settings.retry.attempts`` such tries in a row or ``settings.max_tries`` in all.
+
+    Raises:
+        DownloadError: tries ran out, or no retry can mend the failure.
+        SsembleError: a fresh URL was needed and reading the request failed.
+        What ``one_try`` raises other than `Expired` and `Transient`.
     """
     refreshes = tries = failures_in_a_row = 0
     unchanged_url: str | None = None
@@ -151,18 +186,7 @@ async def fetch_clip(
         started_at = state.offset
         try:
             with _clock.real_work():  # bytes on the move: not a wait the clock may skip
-                await fetch_to_part(
-                    session,
-                    url,
-                    part,
-                    state,
-                    chunk_size=settings.chunk_size,
-                    idle_timeout=settings.idle_timeout,
-                    on_start=on_start,
-                    on_bytes=on_bytes,
-                    on_sealed=on_sealed,
-                    connection=settings.connection,
-                )
+                await one_try(url)
         except Expired as exc:
             refreshes += 1
             if refreshes > settings.max_url_refreshes:

@@ -51,7 +51,14 @@ from ssemble_async._errors import (
     SsembleError,
 )
 from ssemble_async._fetch import FetchSettings, fetch_clip, may_resume, resume_state
-from ssemble_async._manifest import Partial, RequestStore, encode_sidecar, load_manifest
+from ssemble_async._manifest import (
+    Manifest,
+    ManifestEntry,
+    Partial,
+    RequestStore,
+    encode_sidecar,
+    load_manifest,
+)
 from ssemble_async._models import RequestState, Short, ShortsRequest
 from ssemble_async._naming import check_name_template, render_name
 from ssemble_async._plan import clip_file_names, is_clip_file_name, safe_name, select_clips
@@ -881,57 +888,80 @@ def chosen_outcomes(
     return select_clips(ordered, top=options.top, min_score=options.min_score)
 
 
-def finished_on_disk(directory: Path) -> list[ClipOutcome] | None:
-    """The outcomes of a request whose folder already holds every clip, else None.
-
-    Every clip of the request (as the manifest lists them) must be complete with its file
-    unchanged (size and modification time as recorded) or skipped as an error clip; a
-    manifest without the list, or of a request not completed, does not count. Blocking
-    (call it in a thread).
-    """
-    manifest = load_manifest(directory)
+def finished_entries(manifest: Manifest) -> list[tuple[str, ManifestEntry]] | None:
+    """Each clip of a completed request with its manifest entry, when every clip is done
+    (complete, or skipped as an error clip); None when one is not, or the manifest has no
+    clip list or is of a request not completed. The complete ones remain to be confirmed
+    at the destination (a folder, a bucket)."""
     status = (manifest.status or "").lower()
     if not manifest.clip_ids or status != RequestState.COMPLETED.value:
         return None
-    outcomes: list[ClipOutcome] = []
+    found: list[tuple[str, ManifestEntry]] = []
     for clip_id in manifest.clip_ids:
         entry = manifest.clips.get(clip_id)
-        if entry is None:
+        if entry is None or not (skipped_error(entry) or (entry.complete and entry.file)):
             return None
-        request_id = manifest.request_id or directory.name
-        title, score = entry.title or "", entry.viral_score
-        if entry.state == ClipState.SKIPPED_ERROR.value and not entry.complete:
-            outcomes.append(
-                ClipOutcome(
-                    request_id=request_id,
-                    clip_id=clip_id,
-                    state=ClipState.SKIPPED_ERROR,
-                    title=title,
-                    viral_score=score,
-                    message=entry.message,
-                )
-            )
+        found.append((clip_id, entry))
+    return found
+
+
+def skipped_error(entry: ManifestEntry) -> bool:
+    """The entry of a clip the server flagged ``error`` (never fetched)."""
+    return entry.state == ClipState.SKIPPED_ERROR.value and not entry.complete
+
+
+def entry_outcome(
+    request_id: str,
+    clip_id: str,
+    entry: ManifestEntry,
+    *,
+    size: int = 0,
+    path: Path | None = None,
+    url: str | None = None,
+) -> ClipOutcome:
+    """The outcome a finished clip's entry stands for: skipped as an error clip, or present
+    (``size`` and where as confirmed at the destination)."""
+    if skipped_error(entry):
+        state, message = ClipState.SKIPPED_ERROR, entry.message
+    else:
+        state, message = ClipState.ALREADY_PRESENT, None
+    return ClipOutcome(
+        request_id=request_id,
+        clip_id=clip_id,
+        state=state,
+        path=path,
+        url=url,
+        size=size,
+        title=entry.title or "",
+        viral_score=entry.viral_score,
+        message=message,
+    )
+
+
+def finished_on_disk(directory: Path) -> list[ClipOutcome] | None:
+    """The outcomes of a request whose folder already holds every clip, else None.
+
+    The rules of `finished_entries()`, each complete file confirmed unchanged on disk (size
+    and modification time as recorded). Blocking (call it in a thread).
+    """
+    manifest = load_manifest(directory)
+    entries = finished_entries(manifest)
+    if entries is None:
+        return None
+    request_id = manifest.request_id or directory.name
+    outcomes: list[ClipOutcome] = []
+    for clip_id, entry in entries:
+        if skipped_error(entry):
+            outcomes.append(entry_outcome(request_id, clip_id, entry))
             continue
-        if entry.file is None:
-            return None
-        path = directory / entry.file
+        path = directory / str(entry.file)
         try:
             stat = path.stat()
         except OSError:
             return None
         if not entry.matches_file(stat.st_size, stat.st_mtime_ns):
             return None
-        outcomes.append(
-            ClipOutcome(
-                request_id=request_id,
-                clip_id=clip_id,
-                state=ClipState.ALREADY_PRESENT,
-                path=path,
-                size=stat.st_size,
-                title=title,
-                viral_score=score,
-            )
-        )
+        outcomes.append(entry_outcome(request_id, clip_id, entry, path=path, size=stat.st_size))
     return outcomes
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -44,7 +43,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ssemble_async import _clock
-from ssemble_async._config import ConnectionSettings, RetryPolicy, backoff_delay, proxy_for
+from ssemble_async._config import ConnectionSettings, RetryPolicy
 from ssemble_async._download_models import (
     ClipOutcome,
     ClipState,
@@ -60,8 +59,7 @@ from ssemble_async._errors import (
     RequestNotReadyError,
     SsembleError,
 )
-from ssemble_async._fetch import made_progress, may_resume
-from ssemble_async._http import describe_retry
+from ssemble_async._fetch import fetch_tries, may_resume
 from ssemble_async._manifest import (
     MANIFEST,
     Manifest,
@@ -83,13 +81,14 @@ from ssemble_async._pipeline import (
     _RequestContext,
     _Tracker,
     chosen_outcomes,
+    entry_outcome,
+    finished_entries,
     request_key,
     run_pipeline,
+    skipped_error,
 )
 from ssemble_async._plan import (
-    is_clip_content_type,
     looks_like_mp4,
-    parse_content_range,
 )
 from ssemble_async._s3 import (
     PART_SIZE,
@@ -105,13 +104,12 @@ from ssemble_async._s3 import (
     upload_metadata,
 )
 from ssemble_async._transfer import (
-    EXPIRED_STATUSES,
-    Expired,
     NotAClip,
     TransferState,
     Transient,
-    _on_unsatisfiable,
-    _validator,
+    accept_response,
+    check_unsatisfiable,
+    clip_response,
     open_download_session,
 )
 
@@ -127,7 +125,6 @@ _S3_ERRORS = (ClientError, BotoCoreError)
 #: Answers of a conditional write that mean "an object is there already" (409: another
 #: writer's condition is being decided; NoSuchUpload: another run completed this upload).
 _EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchUpload"})
-_NOT_HTTP = (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)
 _HEAD_BYTES = 8
 _ENDPOINT_HINT = "check s3_endpoint_url (or AWS_ENDPOINT_URL)"
 _CREDENTIALS_HINT = (
@@ -298,43 +295,20 @@ class _Bucket:
             manifest = await self.read_manifest(request_id)
         except _S3_ERRORS:
             return None
-        status = "" if manifest is None else (manifest.status or "").lower()
-        if manifest is None or not manifest.clip_ids or status != RequestState.COMPLETED.value:
+        entries = None if manifest is None else finished_entries(manifest)
+        if entries is None:
             return None
         outcomes: list[ClipOutcome] = []
-        for clip_id in manifest.clip_ids:
-            entry = manifest.clips.get(clip_id)
-            if entry is None:
-                return None
-            title, score = entry.title or "", entry.viral_score
-            if entry.state == ClipState.SKIPPED_ERROR.value and not entry.complete:
-                outcomes.append(
-                    ClipOutcome(
-                        request_id=request_id,
-                        clip_id=clip_id,
-                        state=ClipState.SKIPPED_ERROR,
-                        title=title,
-                        viral_score=score,
-                        message=entry.message,
-                    )
-                )
+        for clip_id, entry in entries:
+            if skipped_error(entry):
+                outcomes.append(entry_outcome(request_id, clip_id, entry))
                 continue
-            if entry.file is None or not entry.complete:
-                return None
-            key = self.location.request_key(request_id, entry.file)
+            key = self.location.request_key(request_id, str(entry.file))
             found = await self.head(key)
             if found is None or found.size != entry.size:
                 return None
             outcomes.append(
-                ClipOutcome(
-                    request_id=request_id,
-                    clip_id=clip_id,
-                    state=ClipState.ALREADY_PRESENT,
-                    url=self.url_of(key),
-                    size=found.size,
-                    title=title,
-                    viral_score=score,
-                )
+                entry_outcome(request_id, clip_id, entry, url=self.url_of(key), size=found.size)
             )
         return outcomes
 
@@ -528,7 +502,7 @@ class _Transfer:
 
     async def fetch(self, session: aiohttp.ClientSession) -> None:
         """Fetch until every byte of the clip is in the upload (or the buffer of a clip of
-        one part): the loop of ``fetch_clip()``, with the same decisions.
+        one part): `fetch_tries()`, the decisions of every destination between tries.
 
         Raises:
             NotAClip: the host sent something that is not a clip.
@@ -536,55 +510,13 @@ class _Transfer:
             SsembleError: a fresh URL was needed and reading the request failed.
             ClientError, BotoCoreError: the store refused a part or the upload.
         """
-        source, settings = self.context, self.pipeline.fetch
-        refreshes = tries = failures_in_a_row = 0
-        unchanged_url: str | None = None
-        while True:
-            seen_version = source.version
-            url = source.url_of(self.clip_id)
-            if not url:
-                raise DownloadError("the clip has no URL any more (removed, or re-rendering)")
-            tries += 1
-            started_at = self.state.offset
-            try:
-                with _clock.real_work():
-                    await self._try(session, url)
-            except Expired as exc:
-                refreshes += 1
-                if refreshes > settings.max_url_refreshes:
-                    raise DownloadError(
-                        f"{exc}; still refused after {settings.max_url_refreshes} fresh URLs"
-                    ) from exc
-                if url == unchanged_url:
-                    raise DownloadError(
-                        f"{exc}, again after the request was read again: it still gives this URL"
-                    ) from exc
-                if source.futile(seen_version):
-                    unchanged_url = url
-                    continue
-                version = await source.refresh(seen_version)
-                mended = source.url_of(self.clip_id) != url
-                source.note_refresh(version, mended=mended)
-                if not mended:
-                    unchanged_url = url
-                continue
-            except Transient as exc:
-                progressed = made_progress(started_at, self.state.offset)
-                failures_in_a_row = 0 if progressed else failures_in_a_row + 1
-                if failures_in_a_row >= settings.retry.attempts or tries >= settings.max_tries:
-                    raise DownloadError(f"{exc} (gave up after {tries} tries)") from exc
-                delay = backoff_delay(settings.retry, max(1, failures_in_a_row))
-                if progressed:
-                    logger.warning(
-                        "clip %s: %s; resuming in %g s", self.clip_id, exc, round(delay, 1)
-                    )
-                else:
-                    retries = settings.retry.attempts - 1
-                    what = describe_retry(failures_in_a_row, retries, delay, str(exc))
-                    logger.warning("clip %s: %s", self.clip_id, what)
-                await _clock.sleep(delay)
-                continue
-            return
+        await fetch_tries(
+            self.context,
+            self.clip_id,
+            self.state,
+            self.pipeline.fetch,
+            functools.partial(self._try, session),
+        )
 
     async def _try(self, session: aiohttp.ClientSession, url: str) -> None:
         """One request to the clip host, from the first byte not yet kept."""
@@ -598,72 +530,23 @@ class _Transfer:
             # sets the offset back to 0: the bytes held for it go too)
             await self.reset()
         idle = self.pipeline.fetch.idle_timeout
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
-        try:
-            async with session.get(
-                url,
-                headers=headers,
-                timeout=timeout,
-                max_redirects=5,
-                proxy=proxy_for(url, connection, os.environ),
-                ssl=connection.ssl,
-            ) as response:
-                await self._receive(response)
-        except TimeoutError as exc:
-            raise Transient(f"no data from the clip host for {idle:g} s") from exc
-        except aiohttp.TooManyRedirects as exc:
-            raise DownloadError("the clip host redirected more than 5 times") from exc
-        except _NOT_HTTP as exc:
-            raise DownloadError(
-                "the clip URL cannot be fetched: not a valid http(s) URL"
-                f" ({exc.__class__.__name__}: {exc})"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise Transient(
-                f"the connection to the clip host failed ({exc.__class__.__name__})"
-            ) from exc
+        async with clip_response(session, url, headers, idle, connection) as response:
+            await self._receive(response)
 
     async def _receive(self, response: aiohttp.ClientResponse) -> None:
-        state, status = self.state, response.status
-        if status in EXPIRED_STATUSES:
-            raise Expired(status)
-        if status == 416:
-            _on_unsatisfiable(response, state)  # every byte is here, or start over
+        state = self.state
+        if response.status == 416:
+            check_unsatisfiable(response, state)  # every byte is here, or start over
             return
-        if status >= 500 or status in (408, 429):
-            raise Transient(f"the clip host answered {status}")
-        if status not in (200, 206):
-            raise DownloadError(f"the clip host answered {status} {response.reason or ''}".rstrip())
-        if not is_clip_content_type(response.headers.get("Content-Type")):
-            raise Transient(
-                f"the clip host sent {response.content_type} (an error page), not the clip"
-            )
-        validator = _validator(response)
-        if status == 206:
-            span = parse_content_range(response.headers.get("Content-Range"))
-            if span is None or span.first != state.offset:
-                state.offset, state.validator = 0, None
-                raise Transient("the clip host answered a different range than asked")
-            if validator != state.validator or (
-                state.total is not None and span.total is not None and span.total != state.total
-            ):
-                state.offset, state.validator = 0, None
-                raise Transient(
-                    "the file changed on the clip host since its first bytes were saved"
-                )
-            total = span.total
-        else:
-            if state.offset > 0:
-                await self.reset()  # a full answer: start over
-            total = response.content_length
+        kept = state.offset > 0
+        total = accept_response(response, state)
+        if kept and state.offset == 0:
+            await self.reset()  # a full answer: start over
         if total is None:
             raise DownloadError(
                 "the clip host did not say the clip's size; an s3:// destination needs it"
             )
-        state.total, state.validator = total, validator
-        self.active.total = total
-        state.etag = response.headers.get("ETag")
-        state.last_modified = response.headers.get("Last-Modified")
+        state.total = self.active.total = total
         if self.parts.upload_id is None and total > PART_SIZE:
             await self._begin()
         await self._stream(response, total)

@@ -166,6 +166,20 @@ async def fetch_to_part(
         headers["If-Range"] = state.validator
     else:
         state.offset = 0  # without a validator nothing can tell this file's rest from another's
+    async with clip_response(session, url, headers, idle_timeout, connection) as response:
+        await _receive(response, part, state, chunk_size, on_start, on_bytes, on_sealed)
+
+
+@asynccontextmanager
+async def clip_response(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    idle_timeout: float,
+    connection: ConnectionSettings,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """One GET to a clip host, its failures (also while the body is read inside the block)
+    told as `Transient` (worth a retry) or `DownloadError` (not)."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle_timeout, sock_read=idle_timeout)
     try:
         async with session.get(
@@ -176,7 +190,7 @@ async def fetch_to_part(
             proxy=proxy_for(url, connection, os.environ),
             ssl=connection.ssl,
         ) as response:
-            await _receive(response, part, state, chunk_size, on_start, on_bytes, on_sealed)
+            yield response
     except TimeoutError as exc:
         raise Transient(f"no data from the clip host for {idle_timeout:g} s") from exc
     except aiohttp.TooManyRedirects as exc:
@@ -192,24 +206,22 @@ async def fetch_to_part(
         ) from exc
 
 
-async def _receive(
-    response: aiohttp.ClientResponse,
-    part: Path,
-    state: TransferState,
-    chunk_size: int,
-    on_start: Callable[[TransferState], Awaitable[None]],
-    on_bytes: Callable[[int], None],
-    on_sealed: Callable[[], None],
-) -> None:
+def accept_response(response: aiohttp.ClientResponse, state: TransferState) -> int | None:
+    """Check a clip host's answer (other than a 416: see `check_unsatisfiable()`) against
+    the transfer's state; return the file's full size when the host said it.
+
+    A partial answer (206) must be the range asked for, of the same file (its validator and
+    size); a full answer (200) starts over: ``state.offset`` goes back to 0. The answer's
+    validator, ETag and Last-Modified are kept in ``state``.
+
+    Raises:
+        Expired: the host refused the URL.
+        Transient: worth a retry (a server error, an error page, another range or file).
+        DownloadError: a status no retry can mend.
+    """
     status = response.status
     if status in EXPIRED_STATUSES:
         raise Expired(status)
-    if status == 416:
-        _on_unsatisfiable(response, state)
-        # The .part holds the whole file: verify and flush it like a finished body.
-        async with _part_file(part, state.offset) as file:
-            await _seal(file, state, [], 0, on_sealed)
-        return
     if status >= 500 or status in (408, 429):
         raise Transient(f"the clip host answered {status}")
     if status not in (200, 206):
@@ -233,10 +245,28 @@ async def _receive(
     else:
         state.offset = 0  # a full answer, whether or not a range was asked for: restart
         total = response.content_length
-    state.total = total
     state.etag = response.headers.get("ETag")
     state.last_modified = response.headers.get("Last-Modified")
     state.validator = validator
+    return total
+
+
+async def _receive(
+    response: aiohttp.ClientResponse,
+    part: Path,
+    state: TransferState,
+    chunk_size: int,
+    on_start: Callable[[TransferState], Awaitable[None]],
+    on_bytes: Callable[[int], None],
+    on_sealed: Callable[[], None],
+) -> None:
+    if response.status == 416:
+        check_unsatisfiable(response, state)
+        # The .part holds the whole file: verify and flush it like a finished body.
+        async with _part_file(part, state.offset) as file:
+            await _seal(file, state, [], 0, on_sealed)
+        return
+    state.total = accept_response(response, state)
     async with _part_file(part, state.offset) as file:
         if not one_write(state, chunk_size):
             # Cut the .part to the bytes known to be right *before* the caller records the
@@ -258,7 +288,7 @@ def one_write(state: TransferState, chunk_size: int) -> bool:
     return state.offset == 0 and state.total is not None and state.total <= chunk_size
 
 
-def _on_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) -> None:
+def check_unsatisfiable(response: aiohttp.ClientResponse, state: TransferState) -> None:
     """A 416: the ``.part`` is complete when the host's size equals it, else start over."""
     raw = response.headers.get("Content-Range", "")
     size = raw.rpartition("/")[2].strip()
