@@ -169,14 +169,9 @@ def _valued(tree: Iterable[Command]) -> Iterator[tuple[list[str], Option]]:
 # -- bash -----------------------------------------------------------------------------------
 
 
-def bash_script(prog: str, tree: list[Command]) -> str:
-    """The bash script: ``complete -F`` with a function that sets ``COMPREPLY``."""
-    fn = _function(prog)
+def _walk_functions(fn: str, tree: list[Command]) -> list[str]:
+    """``<fn>_takes_value`` and ``<fn>_descend``, the same shell code in bash and zsh."""
     lines = [
-        f"# bash completion for {prog}; written by: {prog} completion bash",
-        f'# use: eval "$({prog} completion bash)" in ~/.bashrc, or save it as',
-        f"# ~/.local/share/bash-completion/completions/{prog}",
-        "",
         f"{fn}_takes_value() {{  # $1 the command path, $2 an option: does it take a value?",
         '    case "$1 $2" in',
         f"        {'|'.join(_sh(key) for key in _value_options(tree))}) return 0 ;;",
@@ -188,10 +183,20 @@ def bash_script(prog: str, tree: list[Command]) -> str:
         '    case "$1 $2" in',
     ]
     lines += [f"        {_sh(key)}) cmdpath={_sh(to)} ;;" for key, to in _descents(tree)]
-    lines += [
-        "    esac",
-        "}",
+    return [*lines, "    esac", "}", ""]
+
+
+def bash_script(prog: str, tree: list[Command]) -> str:
+    """The bash script: ``complete -F`` with a function that sets ``COMPREPLY``."""
+    fn = _function(prog)
+    lines = [
+        f"# bash completion for {prog}; written by: {prog} completion bash",
+        f'# use: eval "$({prog} completion bash)" in ~/.bashrc, or save it as',
+        f"# ~/.local/share/bash-completion/completions/{prog}",
         "",
+    ]
+    lines += _walk_functions(fn, tree)
+    lines += [
         f"{fn}_values() {{  # $1 the command path, $2 an option, $3 the value typed so far",
         '    case "$1 $2" in',
     ]
@@ -278,21 +283,9 @@ def zsh_script(prog: str, tree: list[Command]) -> str:
         f'# use: eval "$({prog} completion zsh)" in ~/.zshrc after compinit, or save it as',
         f"# {fn} in a folder of $fpath",
         "",
-        f"{fn}_takes_value() {{  # $1 the command path, $2 an option: does it take a value?",
-        '    case "$1 $2" in',
-        f"        {'|'.join(_sh(key) for key in _value_options(tree))}) return 0 ;;",
-        "    esac",
-        "    return 1",
-        "}",
-        "",
-        f"{fn}_descend() {{  # $1 the command path, $2 a word: the path it leads to, if any",
-        '    case "$1 $2" in',
     ]
-    lines += [f"        {_sh(key)}) cmdpath={_sh(to)} ;;" for key, to in _descents(tree)]
+    lines += _walk_functions(fn, tree)
     lines += [
-        "    esac",
-        "}",
-        "",
         f"{fn}_values() {{  # $1 the command path, $2 an option: offer its values",
         '    case "$1 $2" in',
     ]
