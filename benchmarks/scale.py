@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -36,15 +38,20 @@ from ssemble_async._ratelimit import RateLimit
 from ssemble_async.distributed import RedisGovernor, enqueue_requests, queue_status
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 from ssemble_async.testing._redis import REDIS_SERVER, RedisServer
+from ssemble_async.testing._s3 import aws_environment, s3_client, s3_server
 
 MiB = 1024 * 1024
 
 
 def start_worker(
-    fake: FakeSsembleAPI, redis: RedisServer, dest: str | Path
+    fake: FakeSsembleAPI,
+    redis: RedisServer,
+    dest: str | Path,
+    extra: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSEMBLE_")}
     env.update(SSEMBLE_API_KEY=fake.api_key, SSEMBLE_BASE_URL=fake.base_url, TERM="dumb")
+    env.update(extra or {})
     argv = [sys.executable, "-m", "ssemble_async", "worker", "--queue", redis.url]
     argv += ["--quota-url", redis.url, "-o", str(dest), "--concurrency", "4", "--json"]
     # the window is 4 s here, not an hour: the first poll interval shrinks with it (10 s -> 1 s)
@@ -89,7 +96,13 @@ async def fresh_redis(folder: Path) -> RedisServer:
 
 
 async def drain(
-    fake: FakeSsembleAPI, folder: Path, workers: int, jobs: list[str], *, dest: str | None = None
+    fake: FakeSsembleAPI,
+    folder: Path,
+    workers: int,
+    jobs: list[str],
+    *,
+    dest: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """Enqueue ``jobs``, run ``workers`` workers until all are done; the figures of the run."""
     redis = await fresh_redis(folder)
@@ -97,7 +110,7 @@ async def drain(
     windows: dict[object, int] = {}  # the fake's window (its reset) -> fewest calls left seen
     backlog: dict[object, list[bool]] = {}  # the window -> a backlog at each look
     try:
-        processes = [start_worker(fake, redis, dest) for _ in range(workers)]
+        processes = [start_worker(fake, redis, dest, env) for _ in range(workers)]
         with anyio.fail_after(120):  # timed from when every worker is up, not their start-up
             while (await queue_status(redis.url)).workers < workers:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
@@ -253,57 +266,22 @@ async def kill_recovery(folder: Path) -> None:
 
 async def into_s3(folder: Path, quick: bool) -> None:
     """``ssemble enqueue`` + 2 workers move a backlog into a bucket (moto on 127.0.0.1)."""
-    try:
-        import boto3  # noqa: PLC0415 - only with moto[server] installed
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415
-    except ImportError:
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("aiobotocore") is None:
         print("\n4. into S3: skipped (pip install 'ssemble-async[s3]' 'moto[server]')")
         return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="b",
-        aws_secret_access_key="b",
-    )
-    s3.create_bucket(Bucket="bench")
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-        )
-    }
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="b",
-        AWS_SECRET_ACCESS_KEY="b",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
     requests = 12 if quick else 24
-    try:
+    with s3_server("bench") as endpoint:
+        s3 = s3_client(endpoint)
+        aws = aws_environment(endpoint, folder)
         async with FakeSsembleAPI(hourly_limit=12, quota_window=4.0) as fake:
             jobs = add_jobs(fake, requests, 2, 2 * MiB)
-            got = await drain(fake, folder, 2, jobs, dest="s3://bench/clips")
+            got = await drain(fake, folder, 2, jobs, dest="s3://bench/clips", env=aws)
             wrong = 0
             for rid in jobs:
                 for clip_id in fake.jobs[rid].clips:
                     body = s3.get_object(Bucket="bench", Key=f"clips/{rid}/{clip_id}.mp4")
                     wrong += body["Body"].read() != fake.clip_bytes(rid, clip_id)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        server.stop()
     print(
         f"\n4. into S3: 2 workers, {requests} requests x 2 clips x 2 MiB, a key of 12 calls"
         " per 4 s window"

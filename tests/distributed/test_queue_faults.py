@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cli._support import assert_one_line_error, environment, ssemble
 from saq import Job, Status, Worker
 
 from ssemble_async import Client, ConfigurationError, InvalidArgumentError
@@ -26,8 +27,10 @@ from ssemble_async.distributed import (
     worker_settings,
 )
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
-from tests.cli._support import assert_one_line_error, environment, ssemble
-from tests.distributed._queue_support import (
+from ssemble_async.testing._redis import RedisServer
+from ssemble_async.testing._s3 import aws_environment, s3_client, s3_server
+
+from ._queue_support import (
     DEADLINE,
     poll_until,
     queue_env,
@@ -35,7 +38,6 @@ from tests.distributed._queue_support import (
     stop,
     wait_for_status,
 )
-from tests.distributed.conftest import RedisServer
 
 pytestmark = [
     pytest.mark.anyio,
@@ -251,34 +253,9 @@ def s3_bucket(tmp_path: Path) -> Iterator[tuple[dict[str, str], Any]]:
     """A moto server on 127.0.0.1 with the bucket ``backlog``: the AWS variables of a
     worker that uses it, and a boto3 client to read it back."""
     pytest.importorskip("aiobotocore", reason="the s3 extra is not installed")
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(Bucket="backlog")
-        aws = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-        yield aws, s3
-    finally:
-        server.stop()
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    with s3_server("backlog") as endpoint:
+        yield aws_environment(endpoint, tmp_path), s3_client(endpoint)
 
 
 async def test_an_id_delivered_twice_into_a_bucket_is_downloaded_once(

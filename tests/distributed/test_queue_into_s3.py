@@ -17,6 +17,7 @@ from cli._support import ssemble
 
 from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
 from ssemble_async.testing._redis import RedisServer
+from ssemble_async.testing._s3 import aws_environment, s3_client, s3_server
 
 from ._queue_support import (
     poll_until,
@@ -30,8 +31,6 @@ if os.environ.get("SSEMBLE_REQUIRE_S3") != "1":
     pytest.importorskip("aiobotocore", reason="the s3 extra is not installed")
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
 
-import boto3
-from moto.server import ThreadedMotoServer
 
 pytestmark = pytest.mark.anyio
 
@@ -41,39 +40,16 @@ FAST = ("--sweep-interval", "1", "--poll-interval", "0.2")
 
 @pytest.fixture
 def s3() -> Iterator[tuple[str, Any]]:
-    """A moto server on 127.0.0.1 with one bucket: its URL and a boto3 client."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_bucket(Bucket="backlog")
-        yield endpoint, client
-    finally:
-        server.stop()
+    """A moto server on 127.0.0.1 with the bucket ``backlog``: its URL and a boto3 client."""
+    with s3_server("backlog") as endpoint:
+        yield endpoint, s3_client(endpoint)
 
 
 def worker_env(
     fake: FakeSsembleAPI, redis: RedisServer, endpoint: str, home: Path
 ) -> dict[str, str]:
     return queue_env(
-        fake,
-        redis.url,
-        SSEMBLE_QUOTA_URL=redis.url,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_CONFIG_FILE=str(home / "aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
+        fake, redis.url, SSEMBLE_QUOTA_URL=redis.url, **aws_environment(endpoint, home)
     )
 
 

@@ -22,12 +22,9 @@ if not REQUIRED:
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
 
 import anyio  # noqa: E402 - after the skips
-import boto3  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
 
 from ssemble_async.testing import FakeSsembleAPI  # noqa: E402
-
-REGION = "us-east-1"
+from ssemble_async.testing._s3 import aws_environment, s3_client, s3_server  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -38,27 +35,8 @@ def _instant(instant: None) -> None:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """The URL of a moto server of this test session (S3 on 127.0.0.1, any free port)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def aws_environment(endpoint: str, home: Path) -> dict[str, str]:
-    """The variables a process needs to reach the test server with dummy credentials
-    (and no profile or config file of the machine's)."""
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_CONFIG_FILE": str(home / "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance metadata address
-    }
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -79,13 +57,7 @@ class Bucket:
 
     def __init__(self, endpoint: str, name: str) -> None:
         self.name = name
-        self.s3: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        self.s3: Any = s3_client(endpoint)
 
     @property
     def url(self) -> str:
