@@ -124,6 +124,9 @@ async def _plan_request(
     context.store.clips = dict(manifest.clips)
     if not options.overwrite:
         context.keep_recorded_names()
+    paths = {clip_id: context.path_of(clip_id) for clip_id in context.shorts}
+    # every file and .part of the request looked at in one thread trip
+    stats = await anyio.to_thread.run_sync(lambda: {c: _stats(p) for c, p in paths.items()})
     sizes: dict[str, int | None] = {}
 
     async def head(clip_id: str, url: str) -> None:
@@ -133,8 +136,8 @@ async def _plan_request(
     found: list[tuple[Short, Path, PlannedAction, int | None, int]] = []
     async with anyio.create_task_group() as heads:
         for clip_id, short in context.shorts.items():
-            path = context.path_of(clip_id)
-            on_disk, part_stat = await anyio.to_thread.run_sync(_stats, path)
+            path = paths[clip_id]
+            on_disk, part_stat = stats[clip_id]
             part_size = None if part_stat is None else part_stat[0]
             action, known = plan_clip(
                 short,
