@@ -470,20 +470,29 @@ async def _write_body(
             pending.append(data)
             pending_size += len(data)
             on_bytes(len(data))  # as received: progress moves before the batch is written
+            if state.total is not None and state.offset + pending_size > state.total:
+                # An answer longer than the size it announced is wrong somewhere: stop at the
+                # first byte too many (a host that never stops would fill the disk), keep
+                # none of its bytes, and start over.
+                pending, pending_size = [], 0
+                state.offset, state.validator = 0, None
+                raise Transient(
+                    f"the clip host sent more than the {state.total} bytes it announced"
+                )
             if from_start and not state.head_checked and pending_size >= _HEAD_BYTES:
                 head = b"".join(pending)[:_HEAD_BYTES]
                 if not looks_like_mp4(head):
                     raise NotAClip(f"the clip host sent something that is not an MP4 ({head!r}...)")
                 state.head_checked = True
             # A full batch is written now, unless it ends the body exactly: the trip that
-            # seals the file writes that one. (A body longer than it said is still written
-            # batch by batch: never held whole in memory.)
+            # seals the file writes that one. (A body of unknown length is written batch by
+            # batch: never held whole in memory.)
             if pending_size >= chunk_size and state.offset + pending_size != state.total:
                 batch, size = pending, pending_size
                 pending, pending_size = [], 0  # handed over before the write can be cancelled
                 await _flush(file, batch, size, state)
         received = state.offset + pending_size
-        if state.total is not None and received != state.total:
+        if state.total is not None and received < state.total:
             raise Transient(f"the body ended after {received} of {state.total} bytes")
         if from_start and not state.head_checked:
             raise NotAClip(f"the clip host sent {received} bytes, too few for an MP4")

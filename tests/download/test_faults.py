@@ -94,6 +94,36 @@ async def test_range_ignored_restarts_from_zero(
     assert report.outcomes[0].transferred >= 299_999 + SIZE
 
 
+@pytest.mark.parametrize("size", [100_000, 3_000_000], ids=["one-write", "many-batches"])
+async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, size: int
+) -> None:
+    """A 206 whose Content-Range gives the clip's size, with a body far longer: the
+    transfer wrote it all into the ``.part``, batch by batch, before finding the size
+    wrong (a host that never stops would fill the disk). It now stops at the first byte too
+    many, and starts over: the retry saves the real clip."""
+    rid, clip_id = one_clip_job(fake_ssemble, size)
+    body = b"\0\0\0 ftypisom" + bytes(range(256)) * (64 * 1024 * 3)  # 48 MiB
+    fake_ssemble.inject_clip_fault(
+        ClipFault(
+            clip_id=clip_id,
+            status=206,
+            body=body,
+            content_type="video/mp4",
+            headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
+        )
+    )
+    report = await client.download_shorts(rid, tmp_path, chunk_size=256 * 1024)
+    assert report.ok, report.outcomes[0].message
+    assert_files_match(fake_ssemble, report)
+    transferred = report.outcomes[0].transferred
+    assert transferred is not None
+    # written: at most the announced size of the long answer, then the clip
+    assert transferred <= 2 * size, transferred
+    assert len(gets(fake_ssemble)) == 2
+    assert "Range" not in gets(fake_ssemble)[-1]  # started over
+
+
 async def test_stall_beyond_the_idle_timeout_is_retried(
     fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
 ) -> None:
