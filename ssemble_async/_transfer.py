@@ -9,12 +9,15 @@ caller renames the file into place.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import anyio
@@ -35,6 +38,8 @@ __all__ = [
     "one_write",
     "open_download_session",
 ]
+
+_T = TypeVar("_T")
 
 #: Statuses from a clip host that mean "this URL is no good any more": get a fresh one.
 EXPIRED_STATUSES = frozenset({400, 401, 403, 404, 410})
@@ -273,7 +278,7 @@ async def _receive(
             # validator the next bytes come with: a kill in between never pairs old bytes
             # with a new validator. (A body of one write records none: it is cut in the
             # thread trip that writes, checks, flushes and closes it.)
-            await anyio.to_thread.run_sync(file.open)
+            await in_thread(file.open)
         await on_start(state)
         await _write_body(
             response, file, state, chunk_size=chunk_size, on_bytes=on_bytes, on_sealed=on_sealed
@@ -449,6 +454,34 @@ _pwritev: Callable[[int, Sequence[memoryview], int], int] = getattr(
 _IOV_MAX = _iov_max()
 
 
+#: At most this many threads do the transfers' file work at once (anyio's default is 40);
+#: they are started as needed and end with the process.
+FILE_THREADS = 64
+
+
+@functools.cache
+def _file_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=FILE_THREADS, thread_name_prefix="ssemble-files")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=_file_threads.cache_clear)
+
+
+async def in_thread(function: Callable[[], _T]) -> _T:
+    """``function()`` in a thread of the transfers' own pool, waited for whole.
+
+    A cancel waits for it to end (its thread would finish it anyway, and what it leaves
+    must be known). About half the CPU of a trip through ``anyio.to_thread``
+    (``benchmarks/thread_trips.py``); the transfers make one per clip and one per write
+    batch. A pool of their own: a slow disk's ``fsync`` never holds up the loop's default
+    executor (DNS lookups) or anyio's threads.
+    """
+    with anyio.CancelScope(shield=True):
+        result = await asyncio.get_running_loop().run_in_executor(_file_threads(), function)
+    return result  # noqa: RET504 - returned outside: mypy cannot tell the scope never swallows
+
+
 async def _write_body(
     response: aiohttp.ClientResponse,
     file: _PartFile,
@@ -526,7 +559,7 @@ async def _seal(
     state.offset += tail_size
     state.transferred += tail_size
     try:
-        await anyio.to_thread.run_sync(
+        await in_thread(
             functools.partial(
                 file.seal,
                 offset,
@@ -555,7 +588,6 @@ async def _flush(
     """
     if not pending:
         return
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(file.write_at, state.offset, pending)
+    await in_thread(functools.partial(file.write_at, state.offset, pending))
     state.offset += size
     state.transferred += size
