@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import select
 import sys
 import tempfile
 import traceback
@@ -57,6 +58,7 @@ from ssemble_async._cli._output import (
     request_error_line,
 )
 from ssemble_async._cli._parser import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -1354,11 +1356,31 @@ def _read_terminal(args: argparse.Namespace) -> None:
         _check_before_calls(args)
 
 
+def _stdout_gone() -> bool:
+    """True when standard output is a pipe that nobody reads any more (poll says so); it is
+    then pointed at the null device, so that what is left in its buffer is not written to
+    the pipe again at exit (another "Broken pipe")."""
+    try:
+        descriptor = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll, or no descriptor to ask
+        return False
+    if not any(mask & select.POLLERR for _, mask in events):
+        return False
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, descriptor)
+    os.close(null)
+    return True
+
+
 def _main(args: argparse.Namespace, out: Output) -> int:
     """Run the command; map every way it can end to one line and an exit code.
 
     0 done; 1 the command ran and could not do its job (an API call, a wait, a clip, the
-    disk); 2 a command line that cannot be run (found before any call); 130 Ctrl-C.
+    disk); 2 a command line that cannot be run (found before any call); 130 Ctrl-C; 141
+    the reader of standard output went away (``| head``), quietly, as SIGPIPE ends a tool.
     """
     try:
         _read_terminal(args)
@@ -1367,6 +1389,8 @@ def _main(args: argparse.Namespace, out: Output) -> int:
         error = _leaf(raised)
         if isinstance(error, SystemExit):
             raise
+        if isinstance(error, BrokenPipeError) and _stdout_gone():
+            return EXIT_BROKEN_PIPE  # the reader left (`| head -1`): end as SIGPIPE ends a tool
         if isinstance(error, KeyboardInterrupt):
             if getattr(args, "offline", None) == "fake-server":
                 return EXIT_OK  # Ctrl-C is how a server is stopped

@@ -18,6 +18,7 @@ from ssemble_async._naming import NAME_FIELDS, check_name_template
 
 PROG = "ssemble"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool the signal ended
 MiB = 1024 * 1024
 #: The most transfers (or requests) at once: each is a task and a connection, made up front.
 MAX_CONCURRENCY = 1000

@@ -96,3 +96,48 @@ async def test_ids_are_never_cut_on_an_80_column_terminal() -> None:
     for clip_id in fake.jobs[rids[0]].clips:
         assert clip_id in shown
     assert "…" in listed or "..." in listed  # the URLs gave way instead
+
+
+@pytest.mark.parametrize("command", [["get", "--json"], ["download", "-q"]])
+async def test_a_reader_that_stops_early_ends_the_command_quietly(
+    fake_ssemble: FakeSsembleAPI, tmp_path: Path, command: list[str]
+) -> None:
+    """``ssemble get ID --json | head -1``: ``head`` takes its line and is gone while the
+    rest of the output is still being written. Before: ``ssemble: error: [Errno 32] Broken
+    pipe`` and exit 1 (or Python's "Exception ignored ... BrokenPipeError"). Now the
+    command stops like any tool ended by SIGPIPE: nothing on stderr, exit 141; a download
+    keeps the clips it finished (the same command resumes)."""
+    sentences = tuple((i, i + 1.0, f"sentence {i} " + "word " * 12) for i in range(4000))
+    clips = tuple(FakeClip(size=20_000) for _ in range(700)) if "download" in command else ()
+    rid = fake_ssemble.add_job(FakeJob(steps=(), sentences=sentences, **_maybe(clips=clips)))
+    argv = [sys.executable, "-m", "ssemble_async", command[0], rid, *command[1:]]
+    if "download" in command:
+        argv += ["-o", str(tmp_path)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "stdin": subprocess.DEVNULL}
+    env = environment(fake_ssemble)
+    del env["PYTHONUNBUFFERED"]  # as a user runs it: stdout buffered into the pipe
+    run = subprocess.Popen(argv, env=env, **pipes)  # type: ignore[call-overload]  # noqa: ASYNC220
+    assert run.stdout is not None
+    try:
+        with anyio.fail_after(60):  # blocking reads in a thread: the fake serves on this loop
+            first = await anyio.to_thread.run_sync(run.stdout.read1, 4096)
+            run.stdout.close()  # `head -1` has its line and is gone
+            errors = await anyio.to_thread.run_sync(run.stderr.read)  # type: ignore[union-attr]
+            code = await anyio.to_thread.run_sync(run.wait)
+    finally:
+        run.kill()
+        run.wait()
+        for pipe in (run.stdout, run.stderr):
+            pipe.close()  # type: ignore[union-attr]
+    assert first
+    assert errors == b"", errors.decode()
+    assert code == 141
+    if "download" in command:
+        again = await ssemble(*command, rid, "-o", str(tmp_path), fake=fake_ssemble)
+        assert again.code == 0, again.err
+        assert len(again.out.splitlines()) == len(clips)
+
+
+def _maybe(**fields: object) -> dict[str, object]:
+    """The fields that are not empty (a job without clips keeps the fake's default ones)."""
+    return {name: value for name, value in fields.items() if value}
