@@ -579,7 +579,8 @@ class _Transfer:
             self.active.done += len(data)
             self.pipeline.tracker.bytes_received += len(data)
             if state.offset > total:  # never hold more than the clip: start over instead
-                state.offset, state.validator = 0, None
+                state.validator = None
+                await self.reset()  # and keep none of this answer's parts for a later run
                 raise Transient(f"the clip host sent more than the {total} bytes it announced")
             if from_start and not state.head_checked and len(self.buffer) >= _HEAD_BYTES:
                 head = bytes(self.buffer[:_HEAD_BYTES])

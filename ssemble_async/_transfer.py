@@ -13,6 +13,7 @@ import asyncio
 import errno
 import functools
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -246,6 +247,12 @@ def accept_response(response: aiohttp.ClientResponse, state: TransferState) -> i
             # another file, or of a file we cannot tell from the one on disk. Never splice.
             state.offset, state.validator = 0, None
             raise Transient("the file changed on the clip host since its first bytes were saved")
+        if response.content_length not in (None, span.last - span.first + 1):
+            state.offset, state.validator = 0, None  # which of the two is wrong? start over
+            raise Transient(
+                f"the clip host's answer is {response.content_length} bytes long, not the"
+                f" {span.last - span.first + 1} of the range it says"
+            )
         total = span.total
     else:
         state.offset = 0  # a full answer, whether or not a range was asked for: restart
@@ -333,8 +340,7 @@ async def _part_file(part: Path, keep: int) -> AsyncIterator[_PartFile]:
         yield file
     finally:
         if file.descriptor is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(file.close)
+            await in_thread(file.close)
 
 
 class _PartFile:
@@ -372,6 +378,10 @@ class _PartFile:
                 first += 1
             if written:
                 views[first] = views[first][written:]
+
+    def cut_to_nothing(self) -> None:
+        """Cut the file to zero bytes (blocking): none of them can be trusted."""
+        os.ftruncate(self.open(), 0)
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (blocking)."""
@@ -459,13 +469,29 @@ _IOV_MAX = _iov_max()
 FILE_THREADS = 64
 
 
-@functools.cache
-def _file_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=FILE_THREADS, thread_name_prefix="ssemble-files")
+class _FileThreads:
+    """The process's pool for the transfers' file work, made on first use (once, whatever
+    the number of event loops asking at once) and made again in a forked child, which has
+    none of its parent's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ssemble-files")
+            return self._pool
+
+    def forget(self) -> None:
+        self._lock = threading.Lock()  # a lock held in the parent at the fork stays held
+        self._pool = None
 
 
-if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
-    os.register_at_fork(after_in_child=_file_threads.cache_clear)
+_FILE_THREADS = _FileThreads()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_FILE_THREADS.forget)
 
 
 async def in_thread(function: Callable[[], _T]) -> _T:
@@ -475,11 +501,18 @@ async def in_thread(function: Callable[[], _T]) -> _T:
     must be known). About half the CPU of a trip through ``anyio.to_thread``
     (``benchmarks/thread_trips.py``); the transfers make one per clip and one per write
     batch. A pool of their own: a slow disk's ``fsync`` never holds up the loop's default
-    executor (DNS lookups) or anyio's threads.
+    executor (DNS lookups) or anyio's threads. Once the interpreter is shutting down
+    (``concurrent.futures`` takes no more work after the main thread has ended, while a
+    download may still run in another thread's event loop), anyio's threads do it.
     """
     with anyio.CancelScope(shield=True):
-        result = await asyncio.get_running_loop().run_in_executor(_file_threads(), function)
-    return result  # noqa: RET504 - returned outside: mypy cannot tell the scope never swallows
+        try:
+            future = asyncio.get_running_loop().run_in_executor(_FILE_THREADS.pool(), function)
+        except RuntimeError:  # the pool takes no more work: the function never ran
+            result = await anyio.to_thread.run_sync(function)
+        else:
+            result = await future
+    return result
 
 
 async def _write_body(
@@ -503,20 +536,23 @@ async def _write_body(
             pending.append(data)
             pending_size += len(data)
             on_bytes(len(data))  # as received: progress moves before the batch is written
-            if state.total is not None and state.offset + pending_size > state.total:
-                # An answer longer than the size it announced is wrong somewhere: stop at the
-                # first byte too many (a host that never stops would fill the disk), keep
-                # none of its bytes, and start over.
-                pending, pending_size = [], 0
-                state.offset, state.validator = 0, None
-                raise Transient(
-                    f"the clip host sent more than the {state.total} bytes it announced"
-                )
             if from_start and not state.head_checked and pending_size >= _HEAD_BYTES:
                 head = b"".join(pending)[:_HEAD_BYTES]
                 if not looks_like_mp4(head):
                     raise NotAClip(f"the clip host sent something that is not an MP4 ({head!r}...)")
                 state.head_checked = True
+            if state.total is not None and state.offset + pending_size > state.total:
+                # An answer longer than the size it announced is wrong somewhere: stop at the
+                # first byte too many (a host that never stops would fill the disk), keep
+                # none of its bytes (the .part is cut to nothing before anything else, so
+                # that no later run resumes after them), and start over.
+                pending, pending_size = [], 0
+                state.offset, state.validator = 0, None
+                if file.descriptor is not None:  # batches of this answer may be in it
+                    await in_thread(file.cut_to_nothing)
+                raise Transient(
+                    f"the clip host sent more than the {state.total} bytes it announced"
+                )
             # A full batch is written now, unless it ends the body exactly: the trip that
             # seals the file writes that one. (A body of unknown length is written batch by
             # batch: never held whole in memory.)

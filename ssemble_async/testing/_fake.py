@@ -111,6 +111,17 @@ def _raw(status: int, body: bytes, content_type: str, headers: Mapping[str, str]
     return web.Response(status=status, body=body, headers={"Content-Type": content_type, **headers})
 
 
+async def _chunked(request: web.Request, fault: ClipFault) -> web.StreamResponse:
+    """A raw response whose body goes out in chunked transfer encoding, block by block."""
+    headers = {"Content-Type": fault.content_type, **fault.headers}
+    response = web.StreamResponse(status=fault.status or 200, headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await _send(response, memoryview(fault.body))
+    await response.write_eof()
+    return response
+
+
 def _record(request: web.BaseRequest, body: bytes = b"") -> RecordedRequest:
     try:
         parsed = json.loads(body) if body else None
@@ -1326,6 +1337,8 @@ class FakeSsembleAPI:
             lambda f: f.clip_id is None or (state is not None and state.clip.clip_id == f.clip_id),
         )
         if fault is not None and fault.status is not None:
+            if fault.chunked:
+                return await _chunked(request, fault)
             return _raw(fault.status, fault.body, fault.content_type, fault.headers)
         if state is None or not name.endswith(".mp4"):
             return _raw(404, _NO_SUCH_KEY, "application/xml", {})

@@ -314,6 +314,9 @@ class ClipFault:
             body (a body shorter than announced).
         reset: Drop the connection with a TCP reset (RST) instead of a clean close, when
             the body is cut short by ``truncate_at`` or a larger ``content_length``.
+        chunked: Send the raw response's body with chunked transfer encoding, without a
+            ``Content-Length`` (a host whose answer says its range only in
+            ``Content-Range``).
     """
 
     times: int = 1
@@ -330,6 +333,7 @@ class ClipFault:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
     )
     reset: bool = False
+    chunked: bool = False
 
 
 @attrs.frozen(kw_only=True)

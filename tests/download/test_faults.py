@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ssemble_async import Client, ClipState
-from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
+from ssemble_async.testing import ApiFault, ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
 from .conftest import assert_files_match, final_files
 
@@ -94,14 +94,16 @@ async def test_range_ignored_restarts_from_zero(
     assert report.outcomes[0].transferred >= 299_999 + SIZE
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("size", [100_000, 3_000_000], ids=["one-write", "many-batches"])
 async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
-    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, size: int
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path, size: int, chunked: bool
 ) -> None:
     """A 206 whose Content-Range gives the clip's size, with a body far longer: the
     transfer wrote it all into the ``.part``, batch by batch, before finding the size
-    wrong (a host that never stops would fill the disk). It now stops at the first byte too
-    many, and starts over: the retry saves the real clip."""
+    wrong (a host that never stops would fill the disk). Now an answer whose
+    Content-Length is not its range's length is refused before a byte is written, and a
+    chunked one is stopped at the first byte too many; the retry saves the real clip."""
     rid, clip_id = one_clip_job(fake_ssemble, size)
     body = b"\0\0\0 ftypisom" + bytes(range(256)) * (64 * 1024 * 3)  # 48 MiB
     fake_ssemble.inject_clip_fault(
@@ -111,6 +113,7 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
             body=body,
             content_type="video/mp4",
             headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
+            chunked=chunked,
         )
     )
     report = await client.download_shorts(rid, tmp_path, chunk_size=256 * 1024)
@@ -122,6 +125,88 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
     assert transferred <= 2 * size, transferred
     assert len(gets(fake_ssemble)) == 2
     assert "Range" not in gets(fake_ssemble)[-1]  # started over
+
+
+async def test_an_overlong_answer_leaves_no_part_to_resume(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    """A resume answered by a chunked 206 that says the rest of the clip and sends more
+    (the whole file from its first byte): its first batches were written after the bytes
+    kept before. When the run then ended without another try (here: the URL refused, and
+    the request could not be read again for a fresh one), the ``.part`` held them under
+    the entry that vouched for it, and the next run resumed after them and renamed a clip
+    of the right size and wrong bytes into place. The ``.part`` is now cut to nothing
+    before the answer is given up."""
+    size = 3_000_000
+    rid, clip_id = one_clip_job(fake_ssemble, size)
+    content = fake_ssemble.clip_bytes(rid, clip_id)
+    request = await client.get_shorts(rid)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=1_000_000))
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=50))
+    first = await client.download_many([request], tmp_path, chunk_size=256 * 1024)
+    assert first.outcomes[0].state is ClipState.FAILED
+    fake_ssemble.clear_clip_faults()
+    (part,) = tmp_path.rglob("*.part")
+    kept = part.stat().st_size
+    assert 0 < kept < size
+    fake_ssemble.inject_clip_fault(
+        ClipFault(
+            clip_id=clip_id,
+            status=206,
+            body=content,  # the whole file, where its rest was announced
+            content_type="video/mp4",
+            headers={
+                "Content-Range": f"bytes {kept}-{size - 1}/{size}",
+                "ETag": fake_ssemble.jobs[rid].clips[clip_id].etag,
+            },
+            chunked=True,
+        )
+    )
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=403))
+    fake_ssemble.inject_api_fault(ApiFault(status=503, times=100))  # no fresh URL to be had
+    second = await client.download_many([request], tmp_path, chunk_size=256 * 1024)
+    assert second.outcomes[0].state is ClipState.FAILED
+    assert not part.exists() or part.stat().st_size == 0
+    fake_ssemble.clear_clip_faults()
+    fake_ssemble.clear_api_faults()
+    third = await client.download_many([rid], tmp_path, chunk_size=256 * 1024)
+    assert third.ok, third.outcomes[0].message
+    assert_files_match(fake_ssemble, third)
+
+
+async def test_an_answer_longer_than_its_range_is_refused_before_a_byte_is_written(
+    fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
+) -> None:
+    """A 206 whose Content-Length is not the length of the range it says (here the whole
+    file, sent as its rest) is not written at all: the transfer starts over."""
+    size = 1_000_000
+    rid, clip_id = one_clip_job(fake_ssemble, size)
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=300_000))
+    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=50))
+    first = await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
+    assert first.outcomes[0].state is ClipState.FAILED
+    fake_ssemble.clear_clip_faults()
+    (part,) = tmp_path.rglob("*.part")
+    kept = part.stat().st_size
+    assert 0 < kept < size
+    fake_ssemble.inject_clip_fault(
+        ClipFault(
+            clip_id=clip_id,
+            status=206,
+            body=fake_ssemble.clip_bytes(rid, clip_id),
+            content_type="video/mp4",
+            headers={
+                "Content-Range": f"bytes {kept}-{size - 1}/{size}",
+                "ETag": fake_ssemble.jobs[rid].clips[clip_id].etag,
+            },
+        )
+    )
+    report = await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
+    assert report.ok, report.outcomes[0].message
+    assert_files_match(fake_ssemble, report)
+    assert "Range" in gets(fake_ssemble)[-2]  # the resume, refused...
+    assert "Range" not in gets(fake_ssemble)[-1]  # ...then started over
+    assert report.outcomes[0].transferred == size  # nothing of the refused answer
 
 
 async def test_stall_beyond_the_idle_timeout_is_retried(

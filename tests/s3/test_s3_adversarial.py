@@ -5,9 +5,12 @@ Against the fake API and a real S3-compatible server (moto) on 127.0.0.1.
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 import pytest
 
-from ssemble_async import Client, ClipState, ConfigurationError
+from ssemble_async import Client, ClipState, ConfigurationError, RetryPolicy
 from ssemble_async._s3 import PART_SIZE
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 from tests.cli._support import assert_one_line_error, ssemble
@@ -120,9 +123,10 @@ async def test_odd_prefixes_resume_and_complete(
     assert await bucket.in_thread("uploads") == []
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("declared", [100_000, PART_SIZE + 1000], ids=["put", "multipart"])
 async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
-    fake_ssemble: FakeSsembleAPI, client: Client, bucket: Bucket, declared: int
+    fake_ssemble: FakeSsembleAPI, client: Client, bucket: Bucket, declared: int, chunked: bool
 ) -> None:
     """A 206 whose Content-Range says the clip has ``declared`` bytes, with a longer body:
     the transfer read it all (a clip of one part: all of it in memory; of several: parts
@@ -136,6 +140,7 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
             body=body,
             content_type="video/mp4",
             headers={"Content-Range": f"bytes 0-{declared - 1}/{declared}"},
+            chunked=chunked,
         )
     )
     report = await client.download_many([rid], bucket.url)
@@ -146,3 +151,59 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
     # the overrun cost at most one read beyond the clip (aiohttp reads up to 64 KiB at once)
     assert outcome.transferred is not None
     assert outcome.transferred <= 2 * declared + 2 * MiB
+
+
+async def test_an_overlong_answer_leaves_no_upload_to_resume(
+    fake_ssemble: FakeSsembleAPI, bucket: Bucket
+) -> None:
+    """A chunked 206 that says the clip's size and sends more: the parts uploaded before
+    the first byte too many are of that answer. They stayed in the upload (and the manifest
+    vouched for it) through the wait before the next try: a run killed then left them for
+    the next run to resume after. The upload is now aborted before the answer is given up:
+    during that wait there is no upload of the clip at all."""
+    size = PART_SIZE + 2 * MiB
+    rid, clip_id = await one_clip(fake_ssemble, size)
+    body = b"\0\0\0 ftypisom" + bytes(range(256)) * (4096 * 3 * 4)  # 12 MiB
+    fake_ssemble.inject_clip_fault(
+        ClipFault(
+            clip_id=clip_id,
+            status=206,
+            body=body,
+            content_type="video/mp4",
+            headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
+            chunked=True,
+        )
+    )
+    backing_off = anyio.Event()
+
+    class Backoff(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "announced" in record.getMessage():  # the retry notice, just before the wait
+                backing_off.set()
+
+    handler = Backoff()
+    logging.getLogger("ssemble_async").addHandler(handler)
+    seen: list[object] = []
+    try:
+        async with (
+            Client(
+                fake_ssemble.api_key,
+                base_url=fake_ssemble.base_url,
+                retry=RetryPolicy(attempts=4, initial_wait=1.5, max_wait=2, jitter=0),
+            ) as client,
+            anyio.create_task_group() as group,
+        ):
+
+            async def look_during_the_wait() -> None:
+                await backing_off.wait()
+                seen.append(await bucket.in_thread("uploads"))
+
+            group.start_soon(look_during_the_wait)
+            report = await client.download_many([rid], bucket.url)
+    finally:
+        logging.getLogger("ssemble_async").removeHandler(handler)
+    assert seen == [[]]
+    (outcome,) = report.outcomes
+    assert outcome.state is ClipState.DOWNLOADED, outcome.message
+    data = await bucket.in_thread("read", f"{rid}/{clip_id}.mp4")
+    assert sha(data) == sha(fake_ssemble.clip_bytes(rid, clip_id))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,3 +89,35 @@ def test_a_forked_child_gets_threads_of_its_own() -> None:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child's file work never ran")
+
+
+AFTER_MAIN = """
+import asyncio, sys, tempfile, threading, time
+from pathlib import Path
+from ssemble_async import Client
+from ssemble_async.testing import FakeClip, FakeJob, FakeSsembleAPI
+
+async def download():
+    async with FakeSsembleAPI() as fake:
+        fake.clip_bytes_per_second = 4_000_000  # about 2 s: still running when main ends
+        rid = fake.add_job(FakeJob(steps=(), clips=(FakeClip(size=8_000_000),)))
+        async with Client(fake.api_key, base_url=fake.base_url) as client:
+            with tempfile.TemporaryDirectory() as dest:
+                report = await client.download_shorts(rid, Path(dest), chunk_size=256 * 1024)
+                print([o.state.value for o in report.outcomes], flush=True)
+
+threading.Thread(target=lambda: asyncio.run(download())).start()
+time.sleep(0.5)
+"""
+
+
+def test_a_download_in_a_thread_outlives_the_main_thread() -> None:
+    """When the main thread ends, Python stops ``concurrent.futures`` pools from taking
+    work before it waits for the other threads: a download running in another thread's
+    event loop failed at its next write batch ("cannot schedule new futures after
+    shutdown"). Its file work now goes to anyio's threads then."""
+    done = subprocess.run(
+        [sys.executable, "-c", AFTER_MAIN], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['downloaded']", done.stderr
