@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ssemble_async import Client, ClipState
+from ssemble_async import Client, ClipState, ShortsRequest
 from ssemble_async.testing import ApiFault, ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 
-from .conftest import assert_files_match, final_files
+from .conftest import assert_files_match, final_files, lying_range
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +94,27 @@ async def test_range_ignored_restarts_from_zero(
     assert report.outcomes[0].transferred >= 299_999 + SIZE
 
 
+async def leave_a_part(
+    fake: FakeSsembleAPI,
+    client: Client,
+    request: ShortsRequest | str,
+    clip_id: str,
+    cut: int,
+    dest: Path,
+) -> tuple[Path, int]:
+    """A run cut off after ``cut`` bytes, then refused until it gave up: it leaves a
+    ``.part`` its manifest vouches for. Returns it and its size."""
+    fake.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=cut))
+    fake.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=50))
+    first = await client.download_many([request], dest, chunk_size=64 * 1024)
+    assert first.outcomes[0].state is ClipState.FAILED
+    fake.clear_clip_faults()
+    (part,) = dest.rglob("*.part")
+    kept = part.stat().st_size
+    assert 0 < kept <= cut
+    return part, kept
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("size", [100_000, 3_000_000], ids=["one-write", "many-batches"])
 async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
@@ -106,16 +127,7 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
     chunked one is stopped at the first byte too many; the retry saves the real clip."""
     rid, clip_id = one_clip_job(fake_ssemble, size)
     body = b"\0\0\0 ftypisom" + bytes(range(256)) * (64 * 1024 * 3)  # 48 MiB
-    fake_ssemble.inject_clip_fault(
-        ClipFault(
-            clip_id=clip_id,
-            status=206,
-            body=body,
-            content_type="video/mp4",
-            headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
-            chunked=chunked,
-        )
-    )
+    fake_ssemble.inject_clip_fault(lying_range(clip_id, 0, size, body, chunked=chunked))
     report = await client.download_shorts(rid, tmp_path, chunk_size=256 * 1024)
     assert report.ok, report.outcomes[0].message
     assert_files_match(fake_ssemble, report)
@@ -141,26 +153,11 @@ async def test_an_overlong_answer_leaves_no_part_to_resume(
     rid, clip_id = one_clip_job(fake_ssemble, size)
     content = fake_ssemble.clip_bytes(rid, clip_id)
     request = await client.get_shorts(rid)
-    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=1_000_000))
-    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=50))
-    first = await client.download_many([request], tmp_path, chunk_size=256 * 1024)
-    assert first.outcomes[0].state is ClipState.FAILED
-    fake_ssemble.clear_clip_faults()
-    (part,) = tmp_path.rglob("*.part")
-    kept = part.stat().st_size
-    assert 0 < kept < size
+    part, kept = await leave_a_part(fake_ssemble, client, request, clip_id, 1_000_000, tmp_path)
+    etag = fake_ssemble.jobs[rid].clips[clip_id].etag
+    # the whole file, where its rest was announced
     fake_ssemble.inject_clip_fault(
-        ClipFault(
-            clip_id=clip_id,
-            status=206,
-            body=content,  # the whole file, where its rest was announced
-            content_type="video/mp4",
-            headers={
-                "Content-Range": f"bytes {kept}-{size - 1}/{size}",
-                "ETag": fake_ssemble.jobs[rid].clips[clip_id].etag,
-            },
-            chunked=True,
-        )
+        lying_range(clip_id, kept, size, content, chunked=True, etag=etag)
     )
     fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=403))
     fake_ssemble.inject_api_fault(ApiFault(status=503, times=100))  # no fresh URL to be had
@@ -181,25 +178,11 @@ async def test_an_answer_longer_than_its_range_is_refused_before_a_byte_is_writt
     file, sent as its rest) is not written at all: the transfer starts over."""
     size = 1_000_000
     rid, clip_id = one_clip_job(fake_ssemble, size)
-    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, truncate_at=300_000))
-    fake_ssemble.inject_clip_fault(ClipFault(clip_id=clip_id, status=503, times=50))
-    first = await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
-    assert first.outcomes[0].state is ClipState.FAILED
-    fake_ssemble.clear_clip_faults()
-    (part,) = tmp_path.rglob("*.part")
-    kept = part.stat().st_size
-    assert 0 < kept < size
+    _, kept = await leave_a_part(fake_ssemble, client, rid, clip_id, 300_000, tmp_path)
+    etag = fake_ssemble.jobs[rid].clips[clip_id].etag
+    content = fake_ssemble.clip_bytes(rid, clip_id)
     fake_ssemble.inject_clip_fault(
-        ClipFault(
-            clip_id=clip_id,
-            status=206,
-            body=fake_ssemble.clip_bytes(rid, clip_id),
-            content_type="video/mp4",
-            headers={
-                "Content-Range": f"bytes {kept}-{size - 1}/{size}",
-                "ETag": fake_ssemble.jobs[rid].clips[clip_id].etag,
-            },
-        )
+        lying_range(clip_id, kept, size, content, chunked=False, etag=etag)
     )
     report = await client.download_shorts(rid, tmp_path, chunk_size=64 * 1024)
     assert report.ok, report.outcomes[0].message

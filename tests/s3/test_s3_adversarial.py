@@ -14,6 +14,7 @@ from ssemble_async import Client, ClipState, ConfigurationError, RetryPolicy
 from ssemble_async._s3 import PART_SIZE
 from ssemble_async.testing import ClipFault, FakeClip, FakeJob, FakeSsembleAPI
 from tests.cli._support import assert_one_line_error, ssemble
+from tests.download.conftest import lying_range
 
 from .conftest import Bucket, environment, sha
 
@@ -134,15 +135,7 @@ async def test_a_host_that_sends_more_than_it_announced_is_cut_off(
     byte too many, and the retry stores the real clip."""
     rid, clip_id = await one_clip(fake_ssemble, declared)
     body = b"\0\0\0 ftypisom" + b"\0" * (3 * PART_SIZE)
-    fake_ssemble.inject_clip_fault(
-        ClipFault(
-            status=206,
-            body=body,
-            content_type="video/mp4",
-            headers={"Content-Range": f"bytes 0-{declared - 1}/{declared}"},
-            chunked=chunked,
-        )
-    )
+    fake_ssemble.inject_clip_fault(lying_range(clip_id, 0, declared, body, chunked=chunked))
     report = await client.download_many([rid], bucket.url)
     (outcome,) = report.outcomes
     assert outcome.state is ClipState.DOWNLOADED, outcome.message
@@ -164,16 +157,7 @@ async def test_an_overlong_answer_leaves_no_upload_to_resume(
     size = PART_SIZE + 2 * MiB
     rid, clip_id = await one_clip(fake_ssemble, size)
     body = b"\0\0\0 ftypisom" + bytes(range(256)) * (4096 * 3 * 4)  # 12 MiB
-    fake_ssemble.inject_clip_fault(
-        ClipFault(
-            clip_id=clip_id,
-            status=206,
-            body=body,
-            content_type="video/mp4",
-            headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
-            chunked=True,
-        )
-    )
+    fake_ssemble.inject_clip_fault(lying_range(clip_id, 0, size, body, chunked=True))
     backing_off = anyio.Event()
 
     class Backoff(logging.Handler):
