@@ -247,10 +247,13 @@ def accept_response(response: aiohttp.ClientResponse, state: TransferState) -> i
             # another file, or of a file we cannot tell from the one on disk. Never splice.
             state.offset, state.validator = 0, None
             raise Transient("the file changed on the clip host since its first bytes were saved")
-        if response.content_length not in (None, span.last - span.first + 1):
-            state.offset, state.validator = 0, None  # which of the two is wrong? start over
+        length = response.content_length
+        if length is not None and length > span.last - span.first + 1:
+            # longer than the range it says: which is wrong? start over, before writing a
+            # byte (a shorter one ends early, like a cut connection: its bytes are kept)
+            state.offset, state.validator = 0, None
             raise Transient(
-                f"the clip host's answer is {response.content_length} bytes long, not the"
+                f"the clip host's answer is {length} bytes long, more than the"
                 f" {span.last - span.first + 1} of the range it says"
             )
         total = span.total

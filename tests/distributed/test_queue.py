@@ -120,6 +120,8 @@ async def test_two_workers_drain_a_backlog_into_one_folder(
             assert sorted(line["request_id"] for line in board.outcomes(state="done")) == sorted(
                 ids
             )
+            # a job's last line comes before the queue records it done: stop after that
+            await wait_for_status(redis_server.url, lambda s: s.done == len(ids), "all done")
         for rid in ids:
             assert_on_disk(fake, dest, rid)
         assert_fetched_once(fake, ids)
@@ -151,6 +153,7 @@ async def test_a_killed_workers_job_is_resumed_by_another_after_the_heartbeat_ti
         async with running_workers(1, env, "-o", str(dest), *FAST, cwd=tmp_path) as board:
             await board.wait_for(lambda: bool(board.outcomes(rid, "done")), "the job resumed")
             assert board.outcomes(rid, "done")[0]["counts"] == {"downloaded": 1}
+            await wait_for_status(redis_server.url, lambda s: s.done == 1, "the job done")
         assert_on_disk(fake, dest, rid)
         gets = [r for r in fake.clip_requests if r.method == "GET"]
         assert len(gets) == 2
@@ -208,6 +211,9 @@ async def test_a_request_still_processing_is_rescheduled_then_downloaded(
             (failed,) = board.outcomes(failing)
             assert failed["state"] == "failed"
             assert "Source file could not be downloaded" in failed["detail"]
+            await wait_for_status(
+                redis_server.url, lambda s: (s.done, s.failed) == (1, 1), "both recorded"
+            )
         assert_on_disk(fake, dest, rid)
         assert fake.calls["GET /shorts/:id"] == len(rescheduled) + 1 + 1  # + the failed one
         status = await queue_status(redis_server.url)

@@ -174,7 +174,7 @@ async def test_an_overlong_answer_leaves_no_part_to_resume(
 async def test_an_answer_longer_than_its_range_is_refused_before_a_byte_is_written(
     fake_ssemble: FakeSsembleAPI, client: Client, tmp_path: Path
 ) -> None:
-    """A 206 whose Content-Length is not the length of the range it says (here the whole
+    """A 206 whose Content-Length is more than the length of the range it says (the whole
     file, sent as its rest) is not written at all: the transfer starts over."""
     size = 1_000_000
     rid, clip_id = one_clip_job(fake_ssemble, size)
