@@ -13,7 +13,8 @@ Then the per-clip cost of one request of 100, 1,000 and 10,000 clips (planning, 
 and report work, with and without tiny transfers), and a summary of issue 11's targets.
 A client that is not installed (aria2c, curl) is left out; so is nginx (the fallback
 server is slower, so read the ratios). ``--profile`` also runs the SDK on the small-clip
-workload under cProfile and writes the summary to ``benchmarks/profiles/``.
+workload under cProfile and writes the summary to ``benchmarks/profiles/``, and, when
+py-spy is installed, a flame graph of all its threads there too.
 
     python benchmarks/download.py [--sets big,small] [--targets shm,disk] [--repeat N]
                                   [--quick] [--tune] [--no-curve] [--profile]
@@ -614,6 +615,29 @@ def profile_small(port: int, base: Path, file_set: FileSet, work: Path) -> Path:
     return summary
 
 
+def flame_graph_small(port: int, base: Path, file_set: FileSet, work: Path) -> Path | None:
+    """The SDK on the small-clip workload under py-spy (when installed): a flame graph of
+    every thread, the event loop's and the file threads', as an SVG. None without py-spy."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        return None
+    urls = [f"http://127.0.0.1:{port}/{file_set.name}/{n}" for n in file_set.names()]
+    plan = work / "flame.json"
+    plan.write_text(json.dumps(urls * 4))  # four times over: enough samples at 1 kHz
+    base.mkdir(parents=True, exist_ok=True)
+    dest = Path(tempfile.mkdtemp(prefix="flame-", dir=base))
+    PROFILES.mkdir(exist_ok=True)
+    svg = PROFILES / f"{file_set.name}-{fs_type(base)}.svg"
+    argv = [spy, "record", "--threads", "--rate", "1000", "--format", "flamegraph"]
+    argv += ["--output", str(svg), "--", sys.executable, __file__, "--child", "ssemble"]
+    argv += ["--plan", str(plan), "--dest", str(dest), "--chunk", "0"]
+    try:
+        subprocess.run(argv, check=True, capture_output=True)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    return svg
+
+
 def summary(
     bench: Bench,
     sets: list[FileSet],
@@ -715,7 +739,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 x 32 MiB, 128 x 256 KiB")
     parser.add_argument("--tune", action="store_true", help="also the SDK at other chunk sizes")
     parser.add_argument("--no-curve", action="store_true", help="skip the per-clip cost curve")
-    parser.add_argument("--profile", action="store_true", help="cProfile the small-clip run")
+    parser.add_argument("--profile", action="store_true", help="profile the small-clip run")
     for hidden in ("--child", "--plan", "--url", "--dest", "--serve"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     for hidden in ("--chunk", "--port", "--count"):
@@ -768,6 +792,8 @@ def main() -> None:
         if args.profile and "shm" in places and any(f.name == "small" for f in chosen):
             small = next(f for f in chosen if f.name == "small")
             print(f"\nprofile: {profile_small(port, places['shm'], small, work)}")
+            flame = flame_graph_small(port, places["shm"], small, work)
+            print(f"flame graph: {flame or 'not made (pip install py-spy)'}")
         loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             "\ns: transfer wall time (Python clients time themselves after their imports;"
