@@ -119,7 +119,7 @@ async def test_debug_shows_the_traceback_but_never_the_key(fake_ssemble: FakeSse
     passed = await ssemble(
         "--debug", "--api-key", fake_ssemble.api_key, "templates", fake=fake_ssemble
     )
-    assert passed.code == 0
+    assert passed.code == 0, passed.err[-2000:]
     assert fake_ssemble.api_key not in passed.out + passed.err
 
 
