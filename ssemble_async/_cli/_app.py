@@ -1357,7 +1357,8 @@ def _read_terminal(args: argparse.Namespace) -> None:
 
 
 def _stdout_gone() -> bool:
-    """True when standard output is a pipe that nobody reads any more (poll says so); it is
+    """True when standard output is a pipe that nobody reads any more (poll says so: an
+    error or a hang-up on it, as Linux and the BSDs tell a pipe without a reader); it is
     then pointed at the null device, so that what is left in its buffer is not written to
     the pipe again at exit (another "Broken pipe")."""
     try:
@@ -1367,7 +1368,7 @@ def _stdout_gone() -> bool:
         events = poller.poll(0)
     except (AttributeError, OSError, ValueError):  # no poll, or no descriptor to ask
         return False
-    if not any(mask & select.POLLERR for _, mask in events):
+    if not any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events):
         return False
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, descriptor)
