@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -1021,8 +1021,11 @@ class _WatchCalls:
         requests: list[RequestRef],
         *,
         timeout: float,
+        on_progress: Callable[[RequestStatus], None] | None = None,
     ) -> AsyncGenerator[tuple[str, WaitResult], None]:
-        waits = self._client._watcher.wait_many(self._client._watch_list(requests), timeout=timeout)
+        waits = self._client._watcher.wait_many(
+            self._client._watch_list(requests), timeout=timeout, on_progress=on_progress
+        )
         async with aclosing(waits):
             async for item in waits:
                 yield item

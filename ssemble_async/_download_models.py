@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 
 from ssemble_async._errors import SsembleError
+from ssemble_async._models import RequestStatus
 
 __all__ = [
     "ClipOutcome",
@@ -152,6 +153,8 @@ class DownloadStats:
         requests_pending: requests not yet read (or still being waited for).
         folders_busy: request folders that another run is writing now; this run waits for
             it to finish before it touches them (then finds its complete clips present).
+        requests_waited: the last status seen of each request still waited for
+            (``wait=True``): its state, step and progress on the server.
     """
 
     clips_known: int = 0
@@ -164,6 +167,7 @@ class DownloadStats:
     bytes_received: int = 0
     requests_pending: int = 0
     folders_busy: tuple[Path, ...] = ()
+    requests_waited: tuple[RequestStatus, ...] = ()
 
     @property
     def clips_done(self) -> int:

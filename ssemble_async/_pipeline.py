@@ -59,7 +59,7 @@ from ssemble_async._manifest import (
     encode_sidecar,
     load_manifest,
 )
-from ssemble_async._models import RequestState, Short, ShortsRequest
+from ssemble_async._models import RequestState, RequestStatus, Short, ShortsRequest
 from ssemble_async._naming import check_name_template, render_name
 from ssemble_async._plan import clip_file_names, is_clip_file_name, safe_name, select_clips
 from ssemble_async._quota import Priority
@@ -112,8 +112,10 @@ class RequestReader(Protocol):
         requests: list[RequestRef],
         *,
         timeout: float,
+        on_progress: Callable[[RequestStatus], None] | None = None,
     ) -> AsyncGenerator[tuple[str, ShortsRequest | SsembleError], None]:
-        """Wait for requests through the client's watcher; yield each as it ends."""
+        """Wait for requests through the client's watcher; yield each as it ends; tell
+        ``on_progress`` each status seen meanwhile."""
 
 
 @attrs.frozen(kw_only=True)
@@ -194,6 +196,7 @@ class _Tracker:
     bytes_finished: int = 0
     bytes_received: int = 0
     folders_busy: dict[str, Path] = attrs.field(factory=dict)
+    waited: dict[str, RequestStatus] = attrs.field(factory=dict)
 
     def count(self, state: ClipState) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -215,6 +218,7 @@ class _Tracker:
             bytes_received=self.bytes_received,
             requests_pending=self.requests_pending,
             folders_busy=tuple(self.folders_busy.values()),
+            requests_waited=tuple(self.waited.values()),
         )
 
 
@@ -1037,10 +1041,16 @@ async def _feed(
                 jobs.extend(await admit_now_or_later(result))
             await pipeline.enqueue(sorted(jobs, key=lambda job: -job.score))
             return
-        waits = pipeline.reader.wait_many(list(requests), timeout=pipeline.options.wait_timeout)
+        def seen(status: RequestStatus) -> None:
+            tracker.waited[status.request_id] = status
+
+        waits = pipeline.reader.wait_many(
+            list(requests), timeout=pipeline.options.wait_timeout, on_progress=seen
+        )
         async with aclosing(waits):
             async for request_id, outcome in waits:
                 tracker.requests_pending -= 1
+                tracker.waited.pop(request_id, None)
                 if isinstance(outcome, SsembleError):
                     errors[request_id] = _detached(outcome)
                     continue

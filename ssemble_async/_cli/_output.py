@@ -35,6 +35,7 @@ from ssemble_async._cli._rate import (
     format_rate,
     format_size,
     progress_interval,
+    waiting_for,
 )
 from ssemble_async._client import Client
 from ssemble_async._converter import converter
@@ -194,8 +195,8 @@ def counts_line(stats: DownloadStats) -> str:
     ]
     parts = [f"downloaded {states.get(ClipState.DOWNLOADED, 0)}"]
     parts += [f"{name} {count}" for name, count in counts if count]
-    if pending := stats.requests_pending:  # a request being read, or waited for (--wait)
-        parts.append(f"waiting for {pending} request{'s' * (pending != 1)}")
+    if stats.requests_pending:  # a request being read, or waited for (--wait)
+        parts.append(waiting_for(stats))
     return " · ".join(parts)
 
 

@@ -204,6 +204,26 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def waiting_for(stats: DownloadStats) -> str:
+    """``waiting for 1 request (processing, finding_highlights, 45%)``, or for several
+    ``waiting for 3 requests (2 processing, 1 queued)``: what the server last said of the
+    requests waited for, as far as it said it."""
+    line = f"waiting for {_count(stats.requests_pending, 'request')}"
+    seen = stats.requests_waited
+    if len(seen) == 1 and stats.requests_pending == 1:
+        (status,) = seen
+        said = [status.status_raw or status.status.value, status.step]
+        said.append(None if status.progress is None else f"{status.progress:g}%")
+        return f"{line} ({', '.join(part for part in said if part)})"
+    if seen:
+        states: dict[str, int] = {}
+        for status in seen:
+            word = status.status_raw or status.status.value
+            states[word] = states.get(word, 0) + 1
+        return f"{line} ({', '.join(f'{count} {word}' for word, count in states.items())})"
+    return line
+
+
 def start_line(stats: DownloadStats, requests: int) -> str:
     """What a download is about to fetch, as far as known: ``downloading 10 clips from 2
     requests, 28.6 MiB`` (sizes not known yet are said to be so)."""
@@ -223,7 +243,7 @@ def progress_line(stats: DownloadStats, rate: float | None) -> str:
     """One line of a log: ``progress: 12.3/28.6 MiB, 3.1 MiB/s, ETA 0:05; 4 of 10 clips
     done, 3 in flight`` (then what is queued, held or still awaited)."""
     if not stats.clips_known and stats.requests_pending:
-        return f"progress: waiting for {_count(stats.requests_pending, 'request')}"
+        return f"progress: {waiting_for(stats)}"
     parts = [f"{stats.clips_done} of {_count(stats.clips_known, 'clip')} done"]
     if stats.in_flight:
         parts.append(f"{len(stats.in_flight)} in flight")
@@ -232,7 +252,7 @@ def progress_line(stats: DownloadStats, rate: float | None) -> str:
     if stats.waiting:
         parts.append(f"{stats.waiting} re-rendering")
     if stats.requests_pending:
-        parts.append(f"waiting for {_count(stats.requests_pending, 'request')}")
+        parts.append(waiting_for(stats))
     shown = figures(stats, rate)
     size = format_pair(shown.done, shown.total, estimated=bool(shown.unknown))
     head = f"{size}, {format_rate(rate)}, ETA {format_eta(shown)}"

@@ -177,3 +177,20 @@ async def test_a_clip_retry_says_what_it_waits_for(
         result.err,
     )
     assert fake_ssemble.clip_base_url not in result.err  # clip URLs are credentials
+
+
+async def test_piped_wait_says_what_the_server_said_of_the_job(
+    fake_ssemble: FakeSsembleAPI, tmp_path: Path
+) -> None:
+    """``download --wait`` into a log: while the job runs, each progress line says its
+    state, step and percent as last read (was: only "waiting for 1 request")."""
+    steps = (("queued", 0, "In queue"), ("finding_highlights", 40, "Finding highlights"))
+    rid = fake_ssemble.add_job(FakeJob(steps=steps, finishes_after=1.5))
+    env = environment(fake_ssemble, SSEMBLE_PROGRESS_INTERVAL="0.1")
+    args = ["download", rid, "-o", str(tmp_path), "--wait", "--poll-interval", "0.2"]
+    result = await ssemble(*args, env=env)
+    assert result.code == 0, result.err
+    waiting = [line for line in result.out.splitlines() if "waiting for 1 request" in line]
+    said = {line.partition("(")[2].rstrip(")") for line in waiting}
+    assert "processing, finding_highlights, 40%" in said, waiting
+    assert said <= {"", "queued, queued, 0%", "processing, finding_highlights, 40%"}, waiting

@@ -23,8 +23,10 @@ from ssemble_async._cli._rate import (
     progress_interval,
     progress_line,
     start_line,
+    waiting_for,
 )
 from ssemble_async._download_models import ClipState, DownloadStats, TransferProgress
+from ssemble_async._models import RequestState, RequestStatus
 
 MiB = 1024 * 1024
 
@@ -309,3 +311,29 @@ def test_progress_interval(raw: str | None, seconds: float) -> None:
 def test_a_bad_progress_interval_is_a_usage_error(raw: str) -> None:
     with pytest.raises(UsageError, match="SSEMBLE_PROGRESS_INTERVAL"):
         progress_interval({"SSEMBLE_PROGRESS_INTERVAL": raw})
+
+
+def _status(rid: str, word: str, step: str | None, progress: int | None) -> RequestStatus:
+    return RequestStatus(
+        request_id=rid, status=RequestState(word), status_raw=word, step=step, progress=progress
+    )
+
+
+def test_waiting_for_says_what_the_server_said() -> None:
+    one = DownloadStats(
+        requests_pending=1, requests_waited=(_status("a", "processing", "rendering", 75),)
+    )
+    assert waiting_for(one) == "waiting for 1 request (processing, rendering, 75%)"
+    bare = DownloadStats(requests_pending=1, requests_waited=(_status("a", "queued", None, None),))
+    assert waiting_for(bare) == "waiting for 1 request (queued)"
+    several = DownloadStats(
+        requests_pending=3,
+        requests_waited=(
+            _status("a", "processing", "x", 10),
+            _status("b", "queued", None, None),
+            _status("c", "processing", "y", 90),
+        ),
+    )
+    assert waiting_for(several) == "waiting for 3 requests (2 processing, 1 queued)"
+    assert waiting_for(DownloadStats(requests_pending=2)) == "waiting for 2 requests"
+    assert progress_line(several, None) == "progress: " + waiting_for(several)
