@@ -1041,6 +1041,7 @@ async def _feed(
                 jobs.extend(await admit_now_or_later(result))
             await pipeline.enqueue(sorted(jobs, key=lambda job: -job.score))
             return
+
         def seen(status: RequestStatus) -> None:
             tracker.waited[status.request_id] = status
 
