@@ -185,7 +185,8 @@ async def test_piped_wait_says_what_the_server_said_of_the_job(
     """``download --wait`` into a log: while the job runs, each progress line says its
     state, step and percent as last read (was: only "waiting for 1 request")."""
     steps = (("queued", 0, "In queue"), ("finding_highlights", 40, "Finding highlights"))
-    rid = fake_ssemble.add_job(FakeJob(steps=steps, finishes_after=1.5))
+    # polls at 0.2, 0.5, 0.95, 1.6, 2.7 s...: the second step (2 to 4 s) is read, with room
+    rid = fake_ssemble.add_job(FakeJob(steps=steps, finishes_after=4.0))
     env = environment(fake_ssemble, SSEMBLE_PROGRESS_INTERVAL="0.1")
     args = ["download", rid, "-o", str(tmp_path), "--wait", "--poll-interval", "0.2"]
     result = await ssemble(*args, env=env)

@@ -173,7 +173,8 @@ async def test_an_overlong_answer_leaves_no_upload_to_resume(
             Client(
                 fake_ssemble.api_key,
                 base_url=fake_ssemble.base_url,
-                retry=RetryPolicy(attempts=4, initial_wait=1.5, max_wait=2, jitter=0),
+                # a wait long enough to list the uploads in, however loaded the machine
+                retry=RetryPolicy(attempts=4, initial_wait=3, max_wait=3, jitter=0),
             ) as client,
             anyio.create_task_group() as group,
         ):
